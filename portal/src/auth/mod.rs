@@ -1,0 +1,324 @@
+//! Login and logout: the login page ("Entra con SPID", "Entra con CIE"), the redirect to the identity
+//! provider, the callback that turns a verified identity into a fresh session, and logout.
+
+pub mod access;
+pub mod dev_idp;
+pub mod keys;
+pub mod oidc;
+mod principal;
+
+use actix_web::http::header;
+use actix_web::{get, post, web, HttpRequest, HttpResponse};
+use serde::{Deserialize, Serialize};
+use tera::Context;
+
+pub use principal::{Membership, Person, Principal, Role};
+
+use crate::auth::oidc::{AuthRequest, Identity};
+use crate::server::AppState;
+use crate::telemetry::JobLabels;
+use crate::web::error::AppError;
+use crate::web::session::{self, SessionData};
+use crate::web::templates::render;
+
+/// The level asked for at login: personal data needs SPID level 2.
+pub const LOGIN_LEVEL: u8 = 2;
+
+/// A login in progress, kept in the (pre-login) session.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PendingLogin {
+    pub provider: String,
+    pub request: AuthRequest,
+    pub next: String,
+}
+
+/// An identity provider the login page offers.
+#[derive(Debug, Clone, Serialize)]
+pub struct IdentityProvider {
+    /// `spid` or `cie`.
+    pub id: String,
+    pub label: String,
+    pub issuer: String,
+}
+
+/// Only local paths are followed after login.
+fn safe_next(next: Option<&str>) -> String {
+    match next {
+        Some(p)
+            if p.starts_with('/') && !p.starts_with("//") && !p.contains('\\') && p.len() < 512 =>
+        {
+            p.to_string()
+        }
+        _ => "/area-personale".to_string(),
+    }
+}
+
+fn login_context(ctx: &mut Context, state: &AppState, next: &str) {
+    let encoded: String = url::form_urlencoded::byte_serialize(next.as_bytes()).collect();
+    ctx.insert("next_q", &encoded);
+    ctx.insert("providers", &state.identity_providers);
+}
+
+#[derive(Debug, Deserialize)]
+struct LoginPageQuery {
+    next: Option<String>,
+}
+
+#[get("/accedi")]
+async fn login_page(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    query: web::Query<LoginPageQuery>,
+) -> Result<HttpResponse, AppError> {
+    let mut ctx = Context::new();
+    login_context(&mut ctx, &state, &safe_next(query.next.as_deref()));
+    render(&state, &req, "login.html", ctx)
+}
+
+#[derive(Debug, Deserialize)]
+struct StartQuery {
+    provider: String,
+    next: Option<String>,
+}
+
+#[get("/auth/login")]
+async fn start(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    query: web::Query<StartQuery>,
+) -> Result<HttpResponse, AppError> {
+    let next = safe_next(query.next.as_deref());
+    let current = session::current(&req);
+    if current.as_ref().is_some_and(|s| s.data.principal.is_some()) {
+        return Ok(see_other(&next));
+    }
+    let provider = state
+        .identity_providers
+        .iter()
+        .find(|p| p.id == query.provider)
+        .ok_or_else(|| {
+            AppError::BadRequest("Il metodo di accesso scelto non è disponibile.".into())
+        })?;
+    let (url, request) = state
+        .relying_party
+        .start(&provider.issuer, LOGIN_LEVEL)
+        .await
+        .map_err(|e| AppError::Login(e.to_string()))?;
+    let pending = PendingLogin {
+        provider: provider.id.clone(),
+        request,
+        next,
+    };
+    let mut response = see_other(&url);
+    match current {
+        Some(mut s) => {
+            s.data.pending_login = Some(pending);
+            session::save(&state.db, &s).await?;
+        }
+        None => {
+            let data = SessionData {
+                pending_login: Some(pending),
+                ..SessionData::default()
+            };
+            let (token, _) = session::create(&state, data).await?;
+            response
+                .add_cookie(&session::cookie(&state, token))
+                .map_err(|e| AppError::Internal(e.to_string()))?;
+        }
+    }
+    Ok(response)
+}
+
+#[derive(Debug, Deserialize)]
+struct CallbackParams {
+    code: Option<String>,
+    state: Option<String>,
+    iss: Option<String>,
+    error: Option<String>,
+}
+
+#[get("/auth/callback")]
+async fn callback_get(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    params: web::Query<CallbackParams>,
+) -> Result<HttpResponse, AppError> {
+    callback(state, req, params.into_inner()).await
+}
+
+#[post("/auth/callback")]
+async fn callback_post(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    params: web::Form<CallbackParams>,
+) -> Result<HttpResponse, AppError> {
+    callback(state, req, params.into_inner()).await
+}
+
+async fn callback(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    params: CallbackParams,
+) -> Result<HttpResponse, AppError> {
+    let result = complete_login(&state, &req, params).await;
+    let outcome = match &result {
+        Ok(_) => "ok",
+        Err(AppError::Login(_)) => "refused",
+        Err(_) => "error",
+    };
+    state
+        .metrics
+        .logins
+        .get_or_create(&JobLabels {
+            kind: "oidc".into(),
+            outcome: outcome.into(),
+        })
+        .inc();
+    result
+}
+
+async fn complete_login(
+    state: &AppState,
+    req: &HttpRequest,
+    params: CallbackParams,
+) -> Result<HttpResponse, AppError> {
+    let old = session::current(req)
+        .ok_or_else(|| AppError::Login("callback without a session".into()))?;
+    let pending = old
+        .data
+        .pending_login
+        .clone()
+        .ok_or_else(|| AppError::Login("callback without a login in progress".into()))?;
+    let state_ok = params
+        .state
+        .as_deref()
+        .is_some_and(|s| s == pending.request.state);
+    if !state_ok {
+        return Err(AppError::Login(
+            "state does not match the login in progress".into(),
+        ));
+    }
+    if let Some(error) = params.error {
+        tracing::info!(error = %error, "identity provider returned an error");
+        let mut cleared = old.clone();
+        cleared.data.pending_login = None;
+        session::save(&state.db, &cleared).await?;
+        let mut ctx = Context::new();
+        login_context(&mut ctx, state, &pending.next);
+        ctx.insert("cancelled", &true);
+        return render(state, req, "login.html", ctx);
+    }
+    let code = params
+        .code
+        .ok_or_else(|| AppError::Login("callback without a code".into()))?;
+    let identity = state
+        .relying_party
+        .finish(&pending.request, &code, params.iss.as_deref())
+        .await
+        .map_err(|e| AppError::Login(e.to_string()))?;
+    let principal = remember(state, &identity).await?;
+
+    // A new session id at login: the pre-login session is gone for good.
+    session::delete(&state.db, &old).await?;
+    let data = SessionData {
+        principal: Some(principal),
+        ..SessionData::default()
+    };
+    let (token, _) = session::create(state, data).await?;
+    let mut response = see_other(&pending.next);
+    response
+        .add_cookie(&session::cookie(state, token))
+        .map_err(|e| AppError::Internal(e.to_string()))?;
+    tracing::info!(provider = %pending.provider, level = identity.level, "login completed");
+    Ok(response)
+}
+
+/// Records what the identity provider told us (once-only: the portal prefills from it) and resolves
+/// the staff roles held by this person.
+async fn remember(state: &AppState, identity: &Identity) -> Result<Principal, AppError> {
+    let now = state.clock.now_ms();
+    sqlx::query(
+        "INSERT INTO people (cf, given_name, family_name, birth_date, email, phone, created_at, updated_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $7) \
+         ON CONFLICT (cf) DO UPDATE SET given_name = excluded.given_name, family_name = excluded.family_name, \
+         birth_date = COALESCE(excluded.birth_date, people.birth_date), \
+         email = COALESCE(people.email, excluded.email), phone = COALESCE(people.phone, excluded.phone), \
+         updated_at = excluded.updated_at",
+    )
+    .bind(identity.cf.as_str())
+    .bind(&identity.given_name)
+    .bind(&identity.family_name)
+    .bind(identity.birth_date.as_deref())
+    .bind(identity.email.as_deref())
+    .bind(identity.phone.as_deref())
+    .bind(now)
+    .execute(&state.db.pool)
+    .await?;
+    let rows: Vec<(String, String)> = sqlx::query_as(
+        "SELECT ente_code, role FROM staff_roles WHERE cf = $1 ORDER BY ente_code, role",
+    )
+    .bind(identity.cf.as_str())
+    .fetch_all(&state.db.pool)
+    .await?;
+    let person = Person {
+        cf: identity.cf.clone(),
+        given_name: identity.given_name.clone(),
+        family_name: identity.family_name.clone(),
+        spid_level: identity.level,
+    };
+    let memberships: Vec<Membership> = rows
+        .into_iter()
+        .filter_map(|(ente, role)| Role::parse(&role).map(|role| Membership { ente, role }))
+        .collect();
+    Ok(if memberships.is_empty() {
+        Principal::Citizen { person }
+    } else {
+        Principal::Staff {
+            person,
+            memberships,
+        }
+    })
+}
+
+#[post("/esci")]
+async fn logout(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResponse, AppError> {
+    if let Some(s) = session::current(&req) {
+        session::delete(&state.db, &s).await?;
+    }
+    let mut response = see_other("/?uscita=1");
+    response
+        .add_cookie(&session::removal_cookie(&state))
+        .map_err(|e| AppError::Internal(e.to_string()))?;
+    Ok(response)
+}
+
+pub fn see_other(location: &str) -> HttpResponse {
+    HttpResponse::SeeOther()
+        .insert_header((header::LOCATION, location))
+        .finish()
+}
+
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.service(login_page)
+        .service(start)
+        .service(callback_get)
+        .service(callback_post)
+        .service(logout);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::safe_next;
+
+    #[test]
+    fn only_local_paths_are_followed() {
+        assert_eq!(
+            safe_next(Some("/area-personale/pratiche")),
+            "/area-personale/pratiche"
+        );
+        assert_eq!(safe_next(Some("//evil.example")), "/area-personale");
+        assert_eq!(safe_next(Some("https://evil.example")), "/area-personale");
+        assert_eq!(safe_next(Some("/\\evil.example")), "/area-personale");
+        assert_eq!(safe_next(None), "/area-personale");
+    }
+}

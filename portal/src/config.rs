@@ -1,0 +1,364 @@
+//! Configuration: defaults → an optional TOML file → `SPORTELLO_` environment variables
+//! (`__` separates nested keys). Unknown keys are an error; secrets are redacted in `Debug`.
+
+use std::path::{Path, PathBuf};
+
+use figment::providers::{Env, Format, Serialized, Toml};
+use figment::Figment;
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("configuration: {0}")]
+    Invalid(String),
+    #[error("configuration: {0}")]
+    Load(#[from] Box<figment::Error>),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    Development,
+    Production,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// `development` (the embedded default) or `production`.
+    pub mode: Mode,
+    /// Where the SQLite file, the keys and the stored documents live.
+    pub data_dir: PathBuf,
+    /// The address citizens reach the portal at (e.g. `https://sportello.comune.it`).
+    /// Defaults to `http://` + the address the server listens on.
+    pub public_url: Option<String>,
+    /// Folder of the front-end assets (`static/`, with Bootstrap Italia installed by the set-up).
+    pub static_dir: PathBuf,
+    /// Folder of the service definitions (`forms/`).
+    pub forms_dir: PathBuf,
+    pub http: HttpConfig,
+    pub database: DatabaseConfig,
+    pub ente: EnteConfig,
+    pub auth: AuthConfig,
+    pub keys: KeysConfig,
+    pub log: LogConfig,
+    pub metrics: MetricsConfig,
+    pub jobs: JobsConfig,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpConfig {
+    pub addr: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DatabaseConfig {
+    /// `sqlite:` or `postgres:` URL; by default a SQLite file under `data_dir`.
+    #[serde(serialize_with = "ser_opt_secret")]
+    pub url: Option<SecretString>,
+    pub max_connections: u32,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EnteConfig {
+    /// Shown in the header of every page.
+    pub name: String,
+    /// The network the ente belongs to, shown above its name.
+    pub network: String,
+    pub contact_email: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthConfig {
+    /// The development identity provider; `None` means "on in development, off in production".
+    pub dev_idp: Option<bool>,
+    /// Minutes of inactivity after which a session ends.
+    pub session_idle_minutes: i64,
+    /// Hours after login after which a session ends regardless of activity.
+    pub session_absolute_hours: i64,
+    /// The OpenID Connect client id the portal uses (its entity id under the SPID/CIE federation).
+    pub client_id: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct KeysConfig {
+    /// PEM (PKCS#8) RSA key the portal signs with. Required in production.
+    pub signing_key_file: Option<PathBuf>,
+    /// PEM (PKCS#8) RSA key userinfo is encrypted to. Required in production.
+    pub encryption_key_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    pub format: LogFormat,
+    /// A `tracing` filter, e.g. `info` or `portal=debug,info`.
+    pub level: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsConfig {
+    /// When set, `/metrics` requires `Authorization: Bearer <token>`.
+    #[serde(serialize_with = "ser_opt_secret")]
+    pub bearer_token: Option<SecretString>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct JobsConfig {
+    /// Concurrent job runners in this process (0 disables the workers).
+    pub workers: usize,
+    /// Seconds a claimed job stays leased before another worker may take it over.
+    pub lease_seconds: i64,
+    /// Seconds a shutdown waits for running jobs before releasing them.
+    pub shutdown_grace_seconds: u64,
+}
+
+fn ser_opt_secret<S: serde::Serializer>(v: &Option<SecretString>, s: S) -> Result<S::Ok, S::Error> {
+    match v {
+        Some(secret) => s.serialize_some(secret.expose_secret()),
+        None => s.serialize_none(),
+    }
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            mode: Mode::Development,
+            data_dir: PathBuf::from("data"),
+            public_url: None,
+            static_dir: PathBuf::from("static"),
+            forms_dir: PathBuf::from("forms"),
+            http: HttpConfig::default(),
+            database: DatabaseConfig::default(),
+            ente: EnteConfig::default(),
+            auth: AuthConfig::default(),
+            keys: KeysConfig::default(),
+            log: LogConfig::default(),
+            metrics: MetricsConfig::default(),
+            jobs: JobsConfig::default(),
+        }
+    }
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            addr: "127.0.0.1:8080".into(),
+        }
+    }
+}
+
+impl Default for DatabaseConfig {
+    fn default() -> Self {
+        DatabaseConfig {
+            url: None,
+            max_connections: 10,
+        }
+    }
+}
+
+impl Default for EnteConfig {
+    fn default() -> Self {
+        EnteConfig {
+            name: "Comune di Valleverde".into(),
+            network: "Ambito territoriale sociale di Valleverde".into(),
+            contact_email: "servizisociali@comune.valleverde.example.it".into(),
+        }
+    }
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        AuthConfig {
+            dev_idp: None,
+            session_idle_minutes: 30,
+            session_absolute_hours: 8,
+            client_id: None,
+        }
+    }
+}
+
+impl Default for KeysConfig {
+    fn default() -> Self {
+        KeysConfig {
+            signing_key_file: None,
+            encryption_key_file: None,
+        }
+    }
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            format: LogFormat::Text,
+            level: "info".into(),
+        }
+    }
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        MetricsConfig { bearer_token: None }
+    }
+}
+
+impl Default for JobsConfig {
+    fn default() -> Self {
+        JobsConfig {
+            workers: 2,
+            lease_seconds: 300,
+            shutdown_grace_seconds: 20,
+        }
+    }
+}
+
+/// Which database a URL names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+impl Backend {
+    pub fn of_url(url: &str) -> Result<Backend, ConfigError> {
+        let scheme = url
+            .split(':')
+            .next()
+            .unwrap_or_default()
+            .to_ascii_lowercase();
+        match scheme.as_str() {
+            "sqlite" => Ok(Backend::Sqlite),
+            "postgres" | "postgresql" => Ok(Backend::Postgres),
+            _ => Err(ConfigError::Invalid(format!(
+                "database.url: the scheme '{scheme}' is not supported; use a sqlite: or postgres: URL"
+            ))),
+        }
+    }
+}
+
+impl Config {
+    /// Defaults, then the TOML file if given, then `SPORTELLO_*` environment variables.
+    pub fn load(file: Option<&Path>) -> Result<Config, ConfigError> {
+        let mut figment = Figment::from(Serialized::defaults(Config::default()));
+        if let Some(path) = file {
+            if !path.exists() {
+                return Err(ConfigError::Invalid(format!(
+                    "the configuration file {} does not exist",
+                    path.display()
+                )));
+            }
+            figment = figment.merge(Toml::file_exact(path));
+        }
+        figment = figment.merge(Env::prefixed("SPORTELLO_").split("__"));
+        let config: Config = figment.extract().map_err(Box::new)?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks that hold whatever the source of the values.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        Backend::of_url(&self.database_url())?;
+        if let Some(url) = &self.public_url {
+            let parsed = url::Url::parse(url)
+                .map_err(|e| ConfigError::Invalid(format!("public_url: {e}")))?;
+            if !matches!(parsed.scheme(), "http" | "https") {
+                return Err(ConfigError::Invalid(
+                    "public_url: must be an http(s) URL".into(),
+                ));
+            }
+        }
+        if self.auth.session_idle_minutes <= 0 || self.auth.session_absolute_hours <= 0 {
+            return Err(ConfigError::Invalid(
+                "auth: session timeouts must be positive".into(),
+            ));
+        }
+        if self.mode == Mode::Production {
+            if self.auth.dev_idp == Some(true) {
+                return Err(ConfigError::Invalid(
+                    "auth.dev_idp: the development identity provider cannot be enabled in production mode"
+                        .into(),
+                ));
+            }
+            if self.keys.signing_key_file.is_none() || self.keys.encryption_key_file.is_none() {
+                return Err(ConfigError::Invalid(
+                    "keys: production mode needs keys.signing_key_file and keys.encryption_key_file"
+                        .into(),
+                ));
+            }
+            if self.public_url.is_none() {
+                return Err(ConfigError::Invalid(
+                    "public_url: required in production mode".into(),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    pub fn dev_idp_enabled(&self) -> bool {
+        self.auth.dev_idp.unwrap_or(self.mode == Mode::Development)
+    }
+
+    /// The database URL, defaulting to a SQLite file under the data directory.
+    pub fn database_url(&self) -> String {
+        match &self.database.url {
+            Some(url) => url.expose_secret().to_string(),
+            None => format!(
+                "sqlite://{}?mode=rwc",
+                self.data_dir.join("sportello.db").display()
+            ),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn other_schemes_are_refused_with_a_clear_message() {
+        let err = Backend::of_url("mysql://localhost/x")
+            .err()
+            .map(|e| e.to_string());
+        assert!(err.unwrap_or_default().contains("'mysql' is not supported"));
+        assert_eq!(
+            Backend::of_url("postgres://x/y").ok(),
+            Some(Backend::Postgres)
+        );
+        assert_eq!(Backend::of_url("sqlite://a.db").ok(), Some(Backend::Sqlite));
+    }
+
+    #[test]
+    fn secrets_are_redacted_in_debug() {
+        let mut config = Config::default();
+        config.database.url = Some(SecretString::from("postgres://u:hunter2@db/x"));
+        let shown = format!("{config:?}");
+        assert!(!shown.contains("hunter2"), "{shown}");
+    }
+
+    #[test]
+    fn production_refuses_the_development_identity_provider() {
+        let mut config = Config::default();
+        config.mode = Mode::Production;
+        config.public_url = Some("https://sportello.example.it".into());
+        config.keys.signing_key_file = Some("s.pem".into());
+        config.keys.encryption_key_file = Some("e.pem".into());
+        assert!(config.validate().is_ok());
+        config.auth.dev_idp = Some(true);
+        assert!(config.validate().is_err());
+    }
+}

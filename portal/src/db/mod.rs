@@ -1,0 +1,147 @@
+//! The database: one `AnyPool` over SQLite (embedded default) or PostgreSQL, with the migrations of
+//! `migrations/<backend>/` embedded in the binary. Queries use `$1`-style parameters, which both
+//! backends accept; times are stored as Unix milliseconds (`BIGINT`).
+
+use std::borrow::Cow;
+use std::path::Path;
+use std::time::Duration;
+
+use include_dir::{include_dir, Dir};
+use sqlx::any::AnyPoolOptions;
+use sqlx::error::BoxDynError;
+use sqlx::migrate::{Migration, MigrationSource, MigrationType, Migrator};
+use sqlx::AnyConnection;
+use sqlx::{AnyPool, Executor};
+
+pub use crate::config::Backend;
+
+static MIGRATIONS: Dir<'static> = include_dir!("$CARGO_MANIFEST_DIR/../migrations");
+
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    #[error("database: {0}")]
+    Sqlx(#[from] sqlx::Error),
+    #[error("database migrations: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("database: {0}")]
+    Setup(String),
+}
+
+#[derive(Clone, Debug)]
+pub struct Db {
+    pub pool: AnyPool,
+    pub backend: Backend,
+}
+
+impl Db {
+    /// Opens a pool. For SQLite the file's folder is created; WAL, foreign keys and a busy
+    /// timeout are set on each connection.
+    pub async fn connect(url: &str, max_connections: u32) -> Result<Db, DbError> {
+        sqlx::any::install_default_drivers();
+        let backend = Backend::of_url(url).map_err(|e| DbError::Setup(e.to_string()))?;
+        if backend == Backend::Sqlite {
+            if let Some(parent) = sqlite_file(url).and_then(|p| p.parent().map(Path::to_path_buf)) {
+                if !parent.as_os_str().is_empty() {
+                    std::fs::create_dir_all(&parent).map_err(|e| {
+                        DbError::Setup(format!("creating {}: {e}", parent.display()))
+                    })?;
+                }
+            }
+        }
+        let pool = AnyPoolOptions::new()
+            .max_connections(if backend == Backend::Sqlite { max_connections.min(8) } else { max_connections })
+            .acquire_timeout(Duration::from_secs(5))
+            .after_connect(move |conn: &mut AnyConnection, _meta| {
+                Box::pin(async move {
+                    if backend == Backend::Sqlite {
+                        conn.execute("PRAGMA journal_mode = WAL; PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000; PRAGMA synchronous = NORMAL;")
+                            .await?;
+                    }
+                    Ok(())
+                })
+            })
+            .connect(url)
+            .await?;
+        Ok(Db { pool, backend })
+    }
+
+    pub async fn migrate(&self) -> Result<(), DbError> {
+        let migrator = Migrator::new(Embedded(self.backend)).await?;
+        migrator.run(&self.pool).await?;
+        Ok(())
+    }
+
+    /// The database answers and carries every migration this binary knows.
+    pub async fn ready(&self) -> Result<(), DbError> {
+        let expected = embedded_migrations(self.backend)?
+            .last()
+            .map(|m| m.version)
+            .unwrap_or(0);
+        let applied: Option<i64> =
+            sqlx::query_scalar("SELECT MAX(version) FROM _sqlx_migrations WHERE success = TRUE")
+                .fetch_one(&self.pool)
+                .await?;
+        if applied.unwrap_or(0) < expected {
+            return Err(DbError::Setup("migrations pending".into()));
+        }
+        Ok(())
+    }
+}
+
+fn sqlite_file(url: &str) -> Option<&Path> {
+    let rest = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))?;
+    let path = rest.split('?').next()?;
+    (!path.is_empty() && path != ":memory:").then(|| Path::new(path))
+}
+
+fn embedded_migrations(backend: Backend) -> Result<Vec<Migration>, DbError> {
+    let folder = match backend {
+        Backend::Sqlite => "sqlite",
+        Backend::Postgres => "postgres",
+    };
+    let dir = MIGRATIONS
+        .get_dir(folder)
+        .ok_or_else(|| DbError::Setup(format!("no migrations for {folder}")))?;
+    let mut migrations = Vec::new();
+    for file in dir.files() {
+        let name = file
+            .path()
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or_default();
+        let Some(stem) = name.strip_suffix(".sql") else {
+            continue;
+        };
+        let (version, description) = stem.split_once('_').ok_or_else(|| {
+            DbError::Setup(format!("migration {name}: expected NNNN_description.sql"))
+        })?;
+        let version: i64 = version
+            .parse()
+            .map_err(|_| DbError::Setup(format!("migration {name}: bad version")))?;
+        let sql = file
+            .contents_utf8()
+            .ok_or_else(|| DbError::Setup(format!("migration {name}: not UTF-8")))?;
+        migrations.push(Migration::new(
+            version,
+            Cow::Owned(description.replace('_', " ")),
+            MigrationType::Simple,
+            Cow::Borrowed(sql),
+            false,
+        ));
+    }
+    migrations.sort_by_key(|m| m.version);
+    Ok(migrations)
+}
+
+#[derive(Debug)]
+struct Embedded(Backend);
+
+impl MigrationSource<'static> for Embedded {
+    fn resolve(
+        self,
+    ) -> futures_core::future::BoxFuture<'static, Result<Vec<Migration>, BoxDynError>> {
+        Box::pin(async move { embedded_migrations(self.0).map_err(|e| Box::new(e) as BoxDynError) })
+    }
+}

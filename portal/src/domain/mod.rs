@@ -1,0 +1,5 @@
+//! Domain newtypes shared by every capability: parsed once at the edge, trusted inside.
+
+mod codice_fiscale;
+
+pub use codice_fiscale::{CodiceFiscale, CodiceFiscaleError};

@@ -1,0 +1,16 @@
+//! Sportello's web service: the citizen portal, its login, its sessions and its workers.
+//! One module per capability (`auth`, `citizen`, `applications`, `pages`, `jobs`), beside the shared
+//! pieces (`config`, `db`, `web`, `telemetry`, `clock`, `domain`). `server` puts them together.
+
+pub mod applications;
+pub mod auth;
+pub mod citizen;
+pub mod clock;
+pub mod config;
+pub mod db;
+pub mod domain;
+pub mod jobs;
+pub mod pages;
+pub mod server;
+pub mod telemetry;
+pub mod web;

@@ -1,0 +1,222 @@
+//! Server-side sessions. The cookie carries 256 random bits; the database keeps only their SHA-256,
+//! the session data, and the times that enforce the idle and absolute timeouts. A new id is issued at
+//! login (the pre-login session is deleted), so a planted cookie cannot be carried into a login.
+
+use actix_web::cookie::{time::Duration as CookieDuration, Cookie, SameSite};
+use actix_web::{HttpMessage, HttpRequest};
+use base64::Engine;
+use rand::RngCore;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::auth::{PendingLogin, Principal};
+use crate::db::Db;
+use crate::server::AppState;
+use crate::web::error::AppError;
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct SessionData {
+    /// The synchronizer token every state-changing request must echo.
+    pub csrf: String,
+    pub principal: Option<Principal>,
+    pub pending_login: Option<PendingLogin>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Session {
+    id: String,
+    pub data: SessionData,
+    pub created_at: i64,
+    pub last_seen_at: i64,
+}
+
+impl Session {
+    pub fn principal(&self) -> Principal {
+        self.data.principal.clone().unwrap_or(Principal::Anonymous)
+    }
+}
+
+pub fn random_token(bytes: usize) -> String {
+    let mut buf = vec![0u8; bytes];
+    rand::rng().fill_bytes(&mut buf);
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(buf)
+}
+
+fn hash(token: &str) -> String {
+    let digest = Sha256::digest(token.as_bytes());
+    digest.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The cookie's name: `__Host-` prefixed when served over HTTPS.
+pub fn cookie_name(state: &AppState) -> &'static str {
+    if state.secure_cookies() {
+        "__Host-sportello"
+    } else {
+        "sportello_session"
+    }
+}
+
+pub fn cookie(state: &AppState, token: String) -> Cookie<'static> {
+    Cookie::build(cookie_name(state), token)
+        .path("/")
+        .http_only(true)
+        .secure(state.secure_cookies())
+        .same_site(SameSite::Lax)
+        .finish()
+}
+
+pub fn removal_cookie(state: &AppState) -> Cookie<'static> {
+    let mut c = cookie(state, String::new());
+    c.set_max_age(CookieDuration::ZERO);
+    c
+}
+
+/// Creates a session; returns the cookie value (given only to the browser) and the session.
+pub async fn create(
+    state: &AppState,
+    mut data: SessionData,
+) -> Result<(String, Session), AppError> {
+    let token = random_token(32);
+    if data.csrf.is_empty() {
+        data.csrf = random_token(32);
+    }
+    let now = state.clock.now_ms();
+    let json = serde_json::to_string(&data).map_err(|e| AppError::Internal(e.to_string()))?;
+    sqlx::query(
+        "INSERT INTO sessions (id, data, created_at, last_seen_at) VALUES ($1, $2, $3, $3)",
+    )
+    .bind(hash(&token))
+    .bind(json)
+    .bind(now)
+    .execute(&state.db.pool)
+    .await?;
+    Ok((
+        token.clone(),
+        Session {
+            id: hash(&token),
+            data,
+            created_at: now,
+            last_seen_at: now,
+        },
+    ))
+}
+
+pub async fn save(db: &Db, session: &Session) -> Result<(), AppError> {
+    let json =
+        serde_json::to_string(&session.data).map_err(|e| AppError::Internal(e.to_string()))?;
+    sqlx::query("UPDATE sessions SET data = $1 WHERE id = $2")
+        .bind(json)
+        .bind(&session.id)
+        .execute(&db.pool)
+        .await?;
+    Ok(())
+}
+
+pub async fn delete(db: &Db, session: &Session) -> Result<(), AppError> {
+    sqlx::query("DELETE FROM sessions WHERE id = $1")
+        .bind(&session.id)
+        .execute(&db.pool)
+        .await?;
+    Ok(())
+}
+
+/// Loads the session named by `token`, ending it if it is past its idle or absolute timeout, and
+/// records the activity (at most once a minute, to spare the database).
+pub async fn load(state: &AppState, token: &str) -> Result<Option<Session>, AppError> {
+    let id = hash(token);
+    let row: Option<(String, i64, i64)> =
+        sqlx::query_as("SELECT data, created_at, last_seen_at FROM sessions WHERE id = $1")
+            .bind(&id)
+            .fetch_optional(&state.db.pool)
+            .await?;
+    let Some((data, created_at, last_seen_at)) = row else {
+        return Ok(None);
+    };
+    let now = state.clock.now_ms();
+    let idle_ms = state.config.auth.session_idle_minutes * 60_000;
+    let absolute_ms = state.config.auth.session_absolute_hours * 3_600_000;
+    let data: Option<SessionData> = serde_json::from_str(&data).ok();
+    let Some(data) =
+        data.filter(|_| now - last_seen_at <= idle_ms && now - created_at <= absolute_ms)
+    else {
+        sqlx::query("DELETE FROM sessions WHERE id = $1")
+            .bind(&id)
+            .execute(&state.db.pool)
+            .await?;
+        return Ok(None);
+    };
+    let mut session = Session {
+        id,
+        data,
+        created_at,
+        last_seen_at,
+    };
+    if now - last_seen_at >= 60_000 {
+        sqlx::query("UPDATE sessions SET last_seen_at = $1 WHERE id = $2")
+            .bind(now)
+            .bind(&session.id)
+            .execute(&state.db.pool)
+            .await?;
+        session.last_seen_at = now;
+    }
+    Ok(Some(session))
+}
+
+/// Deletes every session past its idle or absolute timeout; returns how many.
+pub async fn purge_expired(
+    db: &Db,
+    now: i64,
+    idle_ms: i64,
+    absolute_ms: i64,
+) -> Result<u64, sqlx::Error> {
+    let done = sqlx::query("DELETE FROM sessions WHERE last_seen_at < $1 OR created_at < $2")
+        .bind(now - idle_ms)
+        .bind(now - absolute_ms)
+        .execute(&db.pool)
+        .await?;
+    Ok(done.rows_affected())
+}
+
+/// The session the middleware loaded for this request, if any.
+pub fn current(req: &HttpRequest) -> Option<Session> {
+    req.extensions().get::<Session>().cloned()
+}
+
+/// The job kind that deletes expired sessions, once an hour.
+pub const PURGE_JOB: &str = "sessions.purge";
+const PURGE_EVERY_MS: i64 = 3_600_000;
+
+/// Schedules the next purge (one per hour, whoever asks).
+pub async fn schedule_purge(db: &Db, now_ms: i64, delay_ms: i64) -> Result<(), sqlx::Error> {
+    let run_at = now_ms + delay_ms;
+    let job = crate::jobs::NewJob::new(PURGE_JOB, serde_json::json!({}), run_at)
+        .idempotency_key(format!("{PURGE_JOB}:{}", run_at / PURGE_EVERY_MS));
+    crate::jobs::enqueue(&db.pool, now_ms, &job).await?;
+    Ok(())
+}
+
+#[derive(Debug)]
+pub struct PurgeSessions {
+    pub idle_ms: i64,
+    pub absolute_ms: i64,
+}
+
+impl crate::jobs::JobHandler for PurgeSessions {
+    fn run<'a>(
+        &'a self,
+        ctx: &'a crate::jobs::JobContext,
+        _job: &'a crate::jobs::Job,
+    ) -> crate::jobs::BoxFuture<'a, Result<(), crate::jobs::JobError>> {
+        Box::pin(async move {
+            let err = |e: sqlx::Error| crate::jobs::JobError(e.to_string());
+            let now = ctx.clock.now_ms();
+            let purged = purge_expired(&ctx.db, now, self.idle_ms, self.absolute_ms)
+                .await
+                .map_err(err)?;
+            tracing::info!(purged, "expired sessions deleted");
+            schedule_purge(&ctx.db, now, PURGE_EVERY_MS)
+                .await
+                .map_err(err)
+        })
+    }
+}

@@ -1,0 +1,63 @@
+//! Tera templates, embedded in the binary from `templates/`, autoescaped. Every page gets the same
+//! base context: the ente, the asset version, the signed-in person and the CSRF token.
+
+use actix_web::{HttpRequest, HttpResponse};
+use include_dir::{include_dir, Dir};
+use tera::{Context, Tera};
+
+use crate::server::AppState;
+use crate::web::error::AppError;
+use crate::web::session::Session;
+
+static TEMPLATES: Dir<'static> = include_dir!("$CARGO_MANIFEST_DIR/../templates");
+
+pub fn load() -> Result<Tera, tera::Error> {
+    let mut tera = Tera::default();
+    let mut files = Vec::new();
+    collect(&TEMPLATES, &mut files);
+    tera.add_raw_templates(files)?;
+    tera.autoescape_on(vec![".html", ".txt"]);
+    Ok(tera)
+}
+
+fn collect(dir: &'static Dir<'static>, out: &mut Vec<(String, &'static str)>) {
+    for file in dir.files() {
+        if let Some(text) = file.contents_utf8() {
+            out.push((file.path().to_string_lossy().into_owned(), text));
+        }
+    }
+    for sub in dir.dirs() {
+        collect(sub, out);
+    }
+}
+
+pub fn base_context(state: &AppState, session: Option<&Session>, req: &HttpRequest) -> Context {
+    let mut ctx = Context::new();
+    ctx.insert("ente", &state.config.ente);
+    ctx.insert("asset_version", &state.asset_version);
+    ctx.insert("dev_idp", &state.config.dev_idp_enabled());
+    ctx.insert("path", req.path());
+    if let Some(session) = session {
+        ctx.insert("csrf_token", &session.data.csrf);
+        if let Some(person) = session.data.principal.as_ref().and_then(|p| p.person()) {
+            ctx.insert("user", &person.display_name());
+        }
+    }
+    ctx
+}
+
+/// Renders `name` with the base context plus `extra`.
+pub fn render(
+    state: &AppState,
+    req: &HttpRequest,
+    name: &str,
+    extra: Context,
+) -> Result<HttpResponse, AppError> {
+    let session = crate::web::session::current(req);
+    let mut ctx = base_context(state, session.as_ref(), req);
+    ctx.extend(extra);
+    let html = state.templates.render(name, &ctx)?;
+    Ok(HttpResponse::Ok()
+        .content_type("text/html; charset=utf-8")
+        .body(html))
+}

@@ -1,0 +1,98 @@
+//! `sportello`: the command line. Everything lives in the `portal` library; this only parses
+//! arguments, loads the configuration and starts or stops things.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::{Parser, Subcommand};
+use portal::clock::SystemClock;
+use portal::config::Config;
+use portal::server::Server;
+
+/// Sportello: the online desk of municipal social services.
+///
+/// With no configuration at all it runs the embedded default: a SQLite database and local file
+/// storage under ./data, the development identity provider, on http://127.0.0.1:8080.
+/// Configuration comes from defaults, then the --config TOML file, then SPORTELLO_* environment
+/// variables (SPORTELLO_DATABASE__URL for database.url: `__` separates nested keys).
+#[derive(Debug, Parser)]
+#[command(name = "sportello", version)]
+struct Cli {
+    /// A TOML configuration file (see the README for every key).
+    #[arg(long, global = true, value_name = "FILE")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the web server and the background workers until Ctrl-C or SIGTERM.
+    Serve,
+    /// Create the database if needed, apply the migrations, and exit.
+    Migrate,
+    /// Check the configuration and print it, secrets redacted.
+    Config,
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("sportello: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    let config = Config::load(cli.config.as_deref())?;
+    portal::telemetry::init_logging(&config.log);
+    match cli.command {
+        Command::Config => {
+            println!("{config:#?}");
+            Ok(())
+        }
+        Command::Migrate => {
+            let db = portal::server::migrate(&config).await?;
+            db.pool.close().await;
+            println!("migrations applied ({:?})", db.backend);
+            Ok(())
+        }
+        Command::Serve => {
+            let server = Server::start(config, Arc::new(SystemClock)).await?;
+            println!(
+                "Sportello è in ascolto su {} (indirizzo pubblico {})",
+                server.addr, server.public_url
+            );
+            shutdown_signal().await;
+            println!("Sportello si sta fermando…");
+            server.stop().await;
+            Ok(())
+        }
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(term) => term,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}
