@@ -9,6 +9,7 @@ use clap::{Parser, Subcommand};
 use portal::clock::SystemClock;
 use portal::config::Config;
 use portal::server::Server;
+use tokio::signal::unix::{signal, SignalKind};
 
 /// Sportello: the online desk of municipal social services.
 ///
@@ -63,36 +64,21 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Serve => {
+            // Registered before anything is served, so that a signal is never missed.
+            let mut interrupt = signal(SignalKind::interrupt())?;
+            let mut terminate = signal(SignalKind::terminate())?;
             let server = Server::start(config, Arc::new(SystemClock)).await?;
             println!(
                 "Sportello è in ascolto su {} (indirizzo pubblico {})",
                 server.addr, server.public_url
             );
-            shutdown_signal().await;
+            tokio::select! {
+                _ = interrupt.recv() => {}
+                _ = terminate.recv() => {}
+            }
             println!("Sportello si sta fermando…");
             server.stop().await;
             Ok(())
         }
     }
-}
-
-async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        let mut term =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(term) => term,
-                Err(_) => {
-                    let _ = ctrl_c.await;
-                    return;
-                }
-            };
-        tokio::select! {
-            _ = ctrl_c => {}
-            _ = term.recv() => {}
-        }
-    }
-    #[cfg(not(unix))]
-    let _ = ctrl_c.await;
 }

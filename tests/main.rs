@@ -1,1 +1,15 @@
+//! The one integration-test binary: real HTTP on a random port, a fresh database per test, on SQLite
+//! or PostgreSQL (`TEST_DB`), and a real browser for the pages.
 
+// Tests assert by panicking: the workspace's no-unwrap rule is for request paths.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod support;
+
+mod audit;
+mod browser;
+mod cli;
+mod jobs;
+mod login;
+mod pages;
+mod security;

@@ -92,7 +92,7 @@ pub struct AuthConfig {
     pub client_id: Option<String>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct KeysConfig {
     /// PEM (PKCS#8) RSA key the portal signs with. Required in production.
@@ -109,7 +109,7 @@ pub struct LogConfig {
     pub level: String,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct MetricsConfig {
     /// When set, `/metrics` requires `Authorization: Bearer <token>`.
@@ -193,27 +193,12 @@ impl Default for AuthConfig {
     }
 }
 
-impl Default for KeysConfig {
-    fn default() -> Self {
-        KeysConfig {
-            signing_key_file: None,
-            encryption_key_file: None,
-        }
-    }
-}
-
 impl Default for LogConfig {
     fn default() -> Self {
         LogConfig {
             format: LogFormat::Text,
             level: "info".into(),
         }
-    }
-}
-
-impl Default for MetricsConfig {
-    fn default() -> Self {
-        MetricsConfig { bearer_token: None }
     }
 }
 
@@ -352,9 +337,11 @@ mod tests {
 
     #[test]
     fn production_refuses_the_development_identity_provider() {
-        let mut config = Config::default();
-        config.mode = Mode::Production;
-        config.public_url = Some("https://sportello.example.it".into());
+        let mut config = Config {
+            mode: Mode::Production,
+            public_url: Some("https://sportello.example.it".into()),
+            ..Config::default()
+        };
         config.keys.signing_key_file = Some("s.pem".into());
         config.keys.encryption_key_file = Some("e.pem".into());
         assert!(config.validate().is_ok());

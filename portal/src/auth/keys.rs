@@ -191,8 +191,10 @@ mod tests {
 
     #[test]
     fn production_without_keys_is_refused() {
-        let mut config = Config::default();
-        config.mode = Mode::Production;
+        let config = Config {
+            mode: Mode::Production,
+            ..Config::default()
+        };
         assert!(PortalKeys::load(&config).is_err());
     }
 }

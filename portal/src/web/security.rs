@@ -2,7 +2,7 @@
 //! request must carry the session's CSRF token (form field `csrf_token` or header `X-CSRF-Token`)
 //! and come from our own origin, and every response gets the security headers.
 
-use actix_web::body::MessageBody;
+use actix_web::body::{EitherBody, MessageBody};
 use actix_web::dev::{Payload, ServiceRequest, ServiceResponse};
 use actix_web::http::header::{self, HeaderName, HeaderValue};
 use actix_web::http::Method;
@@ -22,10 +22,24 @@ const CSRF_EXEMPT: &[&str] = &["/auth/callback", "/dev-idp/token", "/dev-idp/use
 /// Form bodies larger than this are not read for the token (and are refused).
 const MAX_FORM_BYTES: usize = 256 * 1024;
 
-pub async fn session_and_csrf(
+pub async fn session_and_csrf<B: MessageBody>(
     mut req: ServiceRequest,
-    next: Next<impl MessageBody>,
-) -> Result<ServiceResponse<impl MessageBody>, Error> {
+    next: Next<B>,
+) -> Result<ServiceResponse<EitherBody<B>>, Error> {
+    match guard(&mut req).await {
+        Ok(()) => next
+            .call(req)
+            .await
+            .map(ServiceResponse::map_into_left_body),
+        // Answered here, so that the error page and the headers are added like for any other.
+        Err(e) => Ok(req.error_response(e).map_into_right_body()),
+    }
+}
+
+async fn guard(req: &mut ServiceRequest) -> Result<(), Error> {
+    if req.path().starts_with("/static/") {
+        return Ok(());
+    }
     let Some(state) = req.app_data::<web::Data<AppState>>().cloned() else {
         return Err(AppError::Internal("application state missing".into()).into());
     };
@@ -39,7 +53,7 @@ pub async fn session_and_csrf(
 
     let unsafe_method = !matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
     if unsafe_method && !CSRF_EXEMPT.contains(&req.path()) {
-        if !same_origin(&req, &state) {
+        if !same_origin(req, &state) {
             return Err(AppError::Csrf.into());
         }
         let expected = loaded
@@ -57,7 +71,7 @@ pub async fn session_and_csrf(
             .and_then(|v| v.to_str().ok())
             .is_some_and(|ct| ct.starts_with("application/x-www-form-urlencoded"));
         if presented.is_none() && is_form {
-            let body = read_body(&mut req).await?;
+            let body = read_body(req).await?;
             presented = url::form_urlencoded::parse(&body)
                 .find(|(k, _)| k == "csrf_token")
                 .map(|(_, v)| v.into_owned());
@@ -70,7 +84,7 @@ pub async fn session_and_csrf(
             return Err(AppError::Csrf.into());
         }
     }
-    next.call(req).await
+    Ok(())
 }
 
 async fn read_body(req: &mut ServiceRequest) -> Result<Bytes, Error> {

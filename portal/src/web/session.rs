@@ -49,7 +49,11 @@ fn hash(token: &str) -> String {
 
 /// The cookie's name: `__Host-` prefixed when served over HTTPS.
 pub fn cookie_name(state: &AppState) -> &'static str {
-    if state.secure_cookies() {
+    name_for(state.secure_cookies())
+}
+
+fn name_for(secure: bool) -> &'static str {
+    if secure {
         "__Host-sportello"
     } else {
         "sportello_session"
@@ -57,10 +61,14 @@ pub fn cookie_name(state: &AppState) -> &'static str {
 }
 
 pub fn cookie(state: &AppState, token: String) -> Cookie<'static> {
-    Cookie::build(cookie_name(state), token)
+    build_cookie(state.secure_cookies(), token)
+}
+
+fn build_cookie(secure: bool, token: String) -> Cookie<'static> {
+    Cookie::build(name_for(secure), token)
         .path("/")
         .http_only(true)
-        .secure(state.secure_cookies())
+        .secure(secure)
         .same_site(SameSite::Lax)
         .finish()
 }
@@ -218,5 +226,35 @@ impl crate::jobs::JobHandler for PurgeSessions {
                 .await
                 .map_err(err)
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cookies_are_httponly_lax_and_secure_host_cookies_over_https() {
+        let plain = build_cookie(false, "t".into()).to_string();
+        assert_eq!(plain, "sportello_session=t; HttpOnly; SameSite=Lax; Path=/");
+        let secure = build_cookie(true, "t".into()).to_string();
+        assert!(
+            secure.starts_with("__Host-sportello=t")
+                && secure.contains("Secure")
+                && secure.contains("Path=/"),
+            "{secure}"
+        );
+        assert!(
+            !secure.contains("Domain"),
+            "__Host- cookies carry no Domain"
+        );
+    }
+
+    #[test]
+    fn tokens_are_long_and_stored_hashed() {
+        let token = random_token(32);
+        assert_eq!(token.len(), 43);
+        assert_ne!(hash(&token), token);
+        assert_eq!(hash(&token).len(), 64);
     }
 }

@@ -1,0 +1,219 @@
+//! A real browser: headless Chromium (Debian's `chromium` and `chromium-driver`) driven through
+//! WebDriver, with axe-core checking WCAG 2.1 AA on every page it visits.
+
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use fantoccini::{Client, ClientBuilder, Locator};
+
+use crate::support::{root, spawn_app};
+
+struct Driver {
+    child: Child,
+    url: String,
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn chromedriver() -> Driver {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let child = Command::new("chromedriver")
+        .arg(format!("--port={port}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("chromedriver (Debian package chromium-driver) must be installed: run .ci/setup");
+    // Owned by the guard from here on: killed and reaped whatever happens.
+    let driver = Driver {
+        child,
+        url: format!("http://127.0.0.1:{port}"),
+    };
+    for _ in 0..100 {
+        if reqwest::get(format!("{}/status", driver.url)).await.is_ok() {
+            return driver;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("chromedriver did not start");
+}
+
+async fn browser(driver: &Driver, profile: &std::path::Path) -> Client {
+    let mut caps = serde_json::Map::new();
+    caps.insert(
+        "goog:chromeOptions".into(),
+        serde_json::json!({
+            "binary": "/usr/bin/chromium",
+            "args": ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                     "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                     "--window-size=1280,1000", format!("--user-data-dir={}", profile.display())]
+        }),
+    );
+    ClientBuilder::native()
+        .capabilities(caps)
+        .connect(&driver.url)
+        .await
+        .expect("WebDriver session")
+}
+
+/// Runs axe-core on the current page; returns the WCAG 2.1 A/AA violations, described.
+async fn axe(client: &Client) -> Vec<String> {
+    let source = std::fs::read_to_string(root().join("static/node_modules/axe-core/axe.min.js"))
+        .expect("axe-core is installed by .ci/setup");
+    client.execute(&source, vec![]).await.expect("axe injected");
+    let script = r#"
+        const done = arguments[arguments.length - 1];
+        axe.run(document, { runOnly: { type: 'tag', values: ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa'] } })
+          .then(r => done(r.violations.map(v => v.id + ' (' + v.impact + '): ' + v.help + ' at ' +
+                v.nodes.map(n => n.target.join(' ')).join(', '))))
+          .catch(e => done(['axe failed: ' + e]));
+    "#;
+    let result = client.execute_async(script, vec![]).await.expect("axe ran");
+    serde_json::from_value(result).expect("a list of violations")
+}
+
+#[tokio::test]
+async fn a_citizen_logs_in_with_chromium_and_every_page_passes_axe() {
+    let app = spawn_app().await;
+    let driver = chromedriver().await;
+    let profile = tempfile::tempdir().unwrap();
+    let client = browser(&driver, profile.path()).await;
+    let mut violations = Vec::new();
+
+    client.goto(&app.url).await.unwrap();
+    assert!(client
+        .source()
+        .await
+        .unwrap()
+        .contains("Servizi sociali online"));
+    violations.extend(axe(&client).await.into_iter().map(|v| format!("home: {v}")));
+
+    client
+        .find(Locator::LinkText("Accedi all'area personale"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    assert!(client
+        .current_url()
+        .await
+        .unwrap()
+        .path()
+        .starts_with("/accedi"));
+    violations.extend(
+        axe(&client)
+            .await
+            .into_iter()
+            .map(|v| format!("login: {v}")),
+    );
+
+    client
+        .find(Locator::LinkText("Entra con SPID"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    assert!(client
+        .current_url()
+        .await
+        .unwrap()
+        .path()
+        .starts_with("/dev-idp/authorize"));
+    violations.extend(
+        axe(&client)
+            .await
+            .into_iter()
+            .map(|v| format!("identity provider: {v}")),
+    );
+    client
+        .find(Locator::Css("label[for=persona-giulia-bianchi]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    client
+        .find(Locator::Css("button[value=accedi]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+
+    let cf = client
+        .wait()
+        .for_element(Locator::Css("[data-testid=codice-fiscale]"))
+        .await
+        .unwrap();
+    assert_eq!(cf.text().await.unwrap(), "BNCGLI85D52F205W");
+    assert!(client.source().await.unwrap().contains("Giulia Bianchi"));
+    violations.extend(
+        axe(&client)
+            .await
+            .into_iter()
+            .map(|v| format!("area personale: {v}")),
+    );
+
+    client
+        .find(Locator::LinkText("Impostazioni"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    violations.extend(
+        axe(&client)
+            .await
+            .into_iter()
+            .map(|v| format!("impostazioni: {v}")),
+    );
+
+    client
+        .goto(&format!("{}/pagina-inesistente", app.url))
+        .await
+        .unwrap();
+    violations.extend(axe(&client).await.into_iter().map(|v| format!("404: {v}")));
+
+    client
+        .find(Locator::Css("button.sportello-logout"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    client
+        .wait()
+        .for_element(Locator::Css("[role=status]"))
+        .await
+        .unwrap();
+    assert!(client.source().await.unwrap().contains("Sei uscito"));
+
+    // The harness itself: axe does report a violation when there is one.
+    client
+        .execute("document.querySelector('main').insertAdjacentHTML('beforeend', '<img src=\"/x.png\">')", vec![])
+        .await
+        .unwrap();
+    let planted = axe(&client).await;
+    assert!(
+        planted.iter().any(|v| v.starts_with("image-alt")),
+        "axe missed a planted violation: {planted:?}"
+    );
+
+    client.close().await.unwrap();
+    assert!(
+        violations.is_empty(),
+        "WCAG 2.1 AA violations:\n{}",
+        violations.join("\n")
+    );
+    app.stop().await;
+}

@@ -1,0 +1,154 @@
+//! The `sportello` binary: refusals that must happen before anything is served.
+
+use std::process::Command;
+
+fn sportello(dir: &std::path::Path) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_sportello"));
+    cmd.current_dir(dir)
+        .env("SPORTELLO_DATA_DIR", dir.join("data"))
+        .env("SPORTELLO_HTTP__ADDR", "127.0.0.1:0");
+    cmd
+}
+
+#[test]
+fn an_unknown_database_scheme_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = sportello(dir.path())
+        .env("SPORTELLO_DATABASE__URL", "mysql://localhost/sportello")
+        .arg("serve")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("'mysql' is not supported") && stderr.contains("sqlite: or postgres:"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn production_refuses_the_development_identity_provider() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = sportello(dir.path())
+        .env("SPORTELLO_MODE", "production")
+        .env("SPORTELLO_AUTH__DEV_IDP", "true")
+        .env("SPORTELLO_PUBLIC_URL", "https://sportello.example.it")
+        .arg("serve")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("development identity provider"), "{stderr}");
+}
+
+#[test]
+fn production_refuses_to_start_without_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = sportello(dir.path())
+        .env("SPORTELLO_MODE", "production")
+        .env("SPORTELLO_PUBLIC_URL", "https://sportello.example.it")
+        .arg("serve")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("keys.signing_key_file"));
+}
+
+#[test]
+fn unknown_configuration_keys_are_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("sportello.toml"),
+        "[http]\naddr = \"127.0.0.1:0\"\nport = 80\n",
+    )
+    .unwrap();
+    let out = sportello(dir.path())
+        .args(["--config", "sportello.toml", "config"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("port"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let env = sportello(dir.path())
+        .env("SPORTELLO_HTTP__PORTA", "80")
+        .arg("config")
+        .output()
+        .unwrap();
+    assert!(
+        !env.status.success(),
+        "an unknown environment key is refused too"
+    );
+}
+
+#[test]
+fn secrets_are_redacted_when_the_configuration_is_printed() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = sportello(dir.path())
+        .env("SPORTELLO_DATABASE__URL", "postgres://u:hunter2@db/x")
+        .arg("config")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("database") && !stdout.contains("hunter2"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn migrate_creates_and_migrates_the_embedded_database() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = sportello(dir.path()).arg("migrate").output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(dir.path().join("data/sportello.db").exists());
+    let help = sportello(dir.path()).arg("--help").output().unwrap();
+    let text = String::from_utf8_lossy(&help.stdout);
+    assert!(
+        text.contains("serve") && text.contains("migrate") && text.contains("config"),
+        "{text}"
+    );
+}
+
+#[test]
+fn serve_prints_its_address_and_stops_on_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    std::os::unix::fs::symlink(
+        crate::support::root().join("static"),
+        dir.path().join("static"),
+    )
+    .unwrap();
+    std::os::unix::fs::symlink(
+        crate::support::root().join("forms"),
+        dir.path().join("forms"),
+    )
+    .unwrap();
+    let mut child = sportello(dir.path())
+        .arg("serve")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let mut reader = std::io::BufReader::new(stdout);
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut reader, &mut line).unwrap();
+    assert!(line.contains("in ascolto su 127.0.0.1:"), "{line}");
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let status = child.wait().unwrap();
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut reader, &mut rest).unwrap();
+    assert!(status.success(), "a clean stop after SIGTERM: {rest}");
+    assert!(rest.contains("si sta fermando"), "{rest}");
+}

@@ -1,0 +1,322 @@
+//! The jobs table and the worker: leases, retries with backoff, idempotency, graceful shutdown, and
+//! no job claimed twice when runners race (SKIP LOCKED on PostgreSQL).
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use portal::clock::{Clock, ManualClock};
+use portal::config::JobsConfig;
+use portal::jobs::{
+    self, BoxFuture, Handlers, Job, JobContext, JobError, JobHandler, NewJob, Worker,
+};
+use portal::telemetry::Metrics;
+
+use crate::support::spawn_app_with;
+
+/// The app's own runner is off, so that only the runners of the test touch the jobs.
+async fn spawn_app() -> crate::support::TestApp {
+    spawn_app_with(|c| c.jobs.workers = 0).await
+}
+
+/// Fails its first `failures` runs, then succeeds; counts the runs.
+struct Flaky {
+    failures: usize,
+    runs: Arc<AtomicUsize>,
+}
+
+impl JobHandler for Flaky {
+    fn run<'a>(&'a self, _: &'a JobContext, _: &'a Job) -> BoxFuture<'a, Result<(), JobError>> {
+        Box::pin(async move {
+            let n = self.runs.fetch_add(1, Ordering::SeqCst);
+            if n < self.failures {
+                Err(JobError(format!("failure {n}")))
+            } else {
+                Ok(())
+            }
+        })
+    }
+}
+
+/// Never finishes on its own.
+struct Stuck;
+
+impl JobHandler for Stuck {
+    fn run<'a>(&'a self, _: &'a JobContext, _: &'a Job) -> BoxFuture<'a, Result<(), JobError>> {
+        Box::pin(std::future::pending())
+    }
+}
+
+fn worker(ctx: JobContext, handlers: Handlers, grace_seconds: u64) -> Worker {
+    Worker {
+        ctx,
+        handlers,
+        config: JobsConfig {
+            workers: 1,
+            lease_seconds: 60,
+            shutdown_grace_seconds: grace_seconds,
+        },
+        metrics: Arc::new(Metrics::new()),
+        poll_interval: Duration::from_millis(10),
+    }
+}
+
+async fn job_row(ctx: &JobContext, key: &str) -> (String, i64, i64, Option<String>) {
+    sqlx::query_as(
+        "SELECT status, attempts, run_at, last_error FROM jobs WHERE idempotency_key = $1",
+    )
+    .bind(key)
+    .fetch_one(&ctx.db.pool)
+    .await
+    .unwrap()
+}
+
+/// Waits (bounded) until the job reaches `status` with `attempts`.
+async fn until(
+    ctx: &JobContext,
+    key: &str,
+    status: &str,
+    attempts: i64,
+) -> (String, i64, i64, Option<String>) {
+    for _ in 0..500 {
+        let row = job_row(ctx, key).await;
+        if row.0 == status && row.1 == attempts {
+            return row;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!(
+        "job {key} never reached {status}/{attempts}: {:?}",
+        job_row(ctx, key).await
+    );
+}
+
+fn context(app: &crate::support::TestApp, clock: &ManualClock) -> JobContext {
+    JobContext {
+        db: app.db().clone(),
+        clock: Arc::new(clock.clone()),
+    }
+}
+
+#[tokio::test]
+async fn a_failing_job_is_retried_with_backoff_then_succeeds() {
+    let app = spawn_app().await;
+    let clock = ManualClock::new(app.clock.now_ms());
+    let ctx = context(&app, &clock);
+    let runs = Arc::new(AtomicUsize::new(0));
+    let mut handlers: Handlers = HashMap::new();
+    handlers.insert(
+        "test.flaky",
+        Arc::new(Flaky {
+            failures: 2,
+            runs: runs.clone(),
+        }),
+    );
+    let handle = worker(ctx.clone(), handlers, 5).spawn();
+
+    let now = clock.now_ms();
+    assert!(jobs::enqueue(
+        &ctx.db.pool,
+        now,
+        &NewJob::new("test.flaky", serde_json::json!({}), now).idempotency_key("k1")
+    )
+    .await
+    .unwrap());
+    let (_, _, run_at, error) = until(&ctx, "k1", "pending", 1).await;
+    assert!(run_at >= now + 5_000, "first retry at least 5 s later");
+    assert_eq!(error.as_deref(), Some("failure 0"));
+
+    // Not due yet: nothing happens until the clock moves.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(runs.load(Ordering::SeqCst), 1);
+    clock.advance_ms(6_001);
+    let (_, _, second_run_at, _) = until(&ctx, "k1", "pending", 2).await;
+    assert!(
+        second_run_at >= clock.now_ms() + 10_000,
+        "the delay doubles"
+    );
+    clock.advance_ms(12_001);
+    until(&ctx, "k1", "done", 3).await;
+    assert_eq!(runs.load(Ordering::SeqCst), 3);
+    handle.shutdown().await;
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_job_that_keeps_failing_is_marked_failed() {
+    let app = spawn_app().await;
+    let clock = ManualClock::new(app.clock.now_ms());
+    let ctx = context(&app, &clock);
+    let mut handlers: Handlers = HashMap::new();
+    handlers.insert(
+        "test.flaky",
+        Arc::new(Flaky {
+            failures: 100,
+            runs: Arc::new(AtomicUsize::new(0)),
+        }),
+    );
+    let handle = worker(ctx.clone(), handlers, 5).spawn();
+    let now = clock.now_ms();
+    let job = NewJob::new("test.flaky", serde_json::json!({}), now)
+        .idempotency_key("k2")
+        .max_attempts(2);
+    jobs::enqueue(&ctx.db.pool, now, &job).await.unwrap();
+    until(&ctx, "k2", "pending", 1).await;
+    clock.advance_ms(7_000);
+    let (_, _, _, error) = until(&ctx, "k2", "failed", 2).await;
+    assert_eq!(error.as_deref(), Some("failure 1"));
+    handle.shutdown().await;
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn scheduling_twice_with_the_same_key_makes_one_job() {
+    let app = spawn_app().await;
+    let now = app.clock.now_ms();
+    let job = NewJob::new("test.once", serde_json::json!({"n": 1}), now).idempotency_key("once");
+    assert!(jobs::enqueue(&app.db().pool, now, &job).await.unwrap());
+    assert!(!jobs::enqueue(&app.db().pool, now, &job).await.unwrap());
+    let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM jobs WHERE idempotency_key = 'once'")
+        .fetch_one(&app.db().pool)
+        .await
+        .unwrap();
+    assert_eq!(count, 1);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn shutdown_releases_a_job_that_does_not_finish_in_time() {
+    let app = spawn_app().await;
+    let clock = ManualClock::new(app.clock.now_ms());
+    let ctx = context(&app, &clock);
+    let mut handlers: Handlers = HashMap::new();
+    handlers.insert("test.stuck", Arc::new(Stuck));
+    let handle = worker(ctx.clone(), handlers, 0).spawn();
+    let now = clock.now_ms();
+    jobs::enqueue(
+        &ctx.db.pool,
+        now,
+        &NewJob::new("test.stuck", serde_json::json!({}), now).idempotency_key("k3"),
+    )
+    .await
+    .unwrap();
+    until(&ctx, "k3", "running", 1).await;
+    handle.shutdown().await;
+    let (status, attempts, _, _) = job_row(&ctx, "k3").await;
+    assert_eq!(
+        (status.as_str(), attempts),
+        ("pending", 0),
+        "released as if never attempted"
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn an_expired_lease_lets_another_runner_take_the_job() {
+    let app = spawn_app().await;
+    let db = app.db().clone();
+    let now = app.clock.now_ms();
+    jobs::enqueue(
+        &db.pool,
+        now,
+        &NewJob::new("test.crash", serde_json::json!({}), now).idempotency_key("k4"),
+    )
+    .await
+    .unwrap();
+    let first = jobs::claim(&db, "runner-a", now, 1_000)
+        .await
+        .unwrap()
+        .expect("claimed");
+    assert!(
+        jobs::claim(&db, "runner-b", now + 500, 1_000)
+            .await
+            .unwrap()
+            .is_none(),
+        "leased"
+    );
+    let second = jobs::claim(&db, "runner-b", now + 1_001, 1_000)
+        .await
+        .unwrap()
+        .expect("lease ran out");
+    assert_eq!(first.id, second.id);
+    assert_eq!(second.attempts, 2);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn racing_runners_never_claim_the_same_job() {
+    let app = spawn_app().await;
+    let db = app.db().clone();
+    let now = app.clock.now_ms();
+    for n in 0..40 {
+        jobs::enqueue(
+            &db.pool,
+            now,
+            &NewJob::new("test.race", serde_json::json!({ "n": n }), now),
+        )
+        .await
+        .unwrap();
+    }
+    let mut tasks = Vec::new();
+    for r in 0..4 {
+        let db = db.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut ids = Vec::new();
+            while let Some(job) = jobs::claim(&db, &format!("runner-{r}"), now, 60_000)
+                .await
+                .unwrap()
+            {
+                ids.push(job.id);
+            }
+            ids
+        }));
+    }
+    let mut all = Vec::new();
+    for t in tasks {
+        all.extend(t.await.unwrap());
+    }
+    let unique: HashSet<i64> = all.iter().copied().collect();
+    assert_eq!(all.len(), 40, "every job claimed");
+    assert_eq!(unique.len(), 40, "none claimed twice");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn the_session_purge_job_deletes_expired_sessions_and_schedules_itself() {
+    let app = spawn_app().await;
+    app.login("mario-rossi").await;
+    let db = app.db().clone();
+    let count = || async {
+        sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM sessions")
+            .fetch_one(&db.pool)
+            .await
+            .unwrap()
+    };
+    assert_eq!(count().await, 1);
+    app.clock.advance_ms(31 * 60_000);
+    let purge = portal::web::session::PurgeSessions {
+        idle_ms: 30 * 60_000,
+        absolute_ms: 8 * 3_600_000,
+    };
+    let ctx = JobContext {
+        db: db.clone(),
+        clock: Arc::new(app.clock.clone()),
+    };
+    let job = Job {
+        id: 0,
+        kind: portal::web::session::PURGE_JOB.into(),
+        payload: "{}".into(),
+        attempts: 1,
+        max_attempts: 8,
+    };
+    purge.run(&ctx, &job).await.unwrap();
+    assert_eq!(count().await, 0);
+    let scheduled: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM jobs WHERE kind = 'sessions.purge' AND status = 'pending' AND run_at > $1")
+        .bind(app.clock.now_ms())
+        .fetch_one(&db.pool)
+        .await
+        .unwrap();
+    assert_eq!(scheduled, 1, "the next purge is scheduled");
+    app.stop().await;
+}
