@@ -349,3 +349,24 @@ mod tests {
         assert!(config.validate().is_err());
     }
 }
+
+#[cfg(test)]
+mod readme_tests {
+    use super::*;
+
+    /// The README's example configuration is valid and means the defaults.
+    #[test]
+    fn the_documented_example_loads() -> Result<(), Box<dyn std::error::Error>> {
+        let readme =
+            std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../README.md"))?;
+        let start = readme.find("```toml\n").ok_or("no toml block")? + 8;
+        let end = start + readme[start..].find("```").ok_or("unterminated")?;
+        let dir = tempfile::tempdir()?;
+        let file = dir.path().join("sportello.toml");
+        std::fs::write(&file, &readme[start..end])?;
+        let config = Config::load(Some(&file))?;
+        assert_eq!(config.http.addr, HttpConfig::default().addr);
+        assert_eq!(config.auth.session_idle_minutes, 30);
+        Ok(())
+    }
+}
