@@ -80,6 +80,16 @@ async fn axe(client: &Client) -> Vec<String> {
     serde_json::from_value(result).expect("a list of violations")
 }
 
+/// Adds the page's violations, named after the page, to `all`.
+async fn check(client: &Client, page: &str, all: &mut Vec<String>) {
+    all.extend(
+        axe(client)
+            .await
+            .into_iter()
+            .map(|v| format!("{page}: {v}")),
+    );
+}
+
 #[tokio::test]
 async fn a_citizen_logs_in_with_chromium_and_every_page_passes_axe() {
     let app = spawn_app().await;
@@ -94,7 +104,7 @@ async fn a_citizen_logs_in_with_chromium_and_every_page_passes_axe() {
         .await
         .unwrap()
         .contains("Servizi sociali online"));
-    violations.extend(axe(&client).await.into_iter().map(|v| format!("home: {v}")));
+    check(&client, "home", &mut violations).await;
 
     client
         .find(Locator::LinkText("Accedi all'area personale"))
@@ -109,12 +119,7 @@ async fn a_citizen_logs_in_with_chromium_and_every_page_passes_axe() {
         .unwrap()
         .path()
         .starts_with("/accedi"));
-    violations.extend(
-        axe(&client)
-            .await
-            .into_iter()
-            .map(|v| format!("login: {v}")),
-    );
+    check(&client, "login", &mut violations).await;
 
     client
         .find(Locator::LinkText("Entra con SPID"))
@@ -129,12 +134,7 @@ async fn a_citizen_logs_in_with_chromium_and_every_page_passes_axe() {
         .unwrap()
         .path()
         .starts_with("/dev-idp/authorize"));
-    violations.extend(
-        axe(&client)
-            .await
-            .into_iter()
-            .map(|v| format!("identity provider: {v}")),
-    );
+    check(&client, "identity provider", &mut violations).await;
     client
         .find(Locator::Css("label[for=persona-giulia-bianchi]"))
         .await
@@ -157,12 +157,7 @@ async fn a_citizen_logs_in_with_chromium_and_every_page_passes_axe() {
         .unwrap();
     assert_eq!(cf.text().await.unwrap(), "BNCGLI85D52F205W");
     assert!(client.source().await.unwrap().contains("Giulia Bianchi"));
-    violations.extend(
-        axe(&client)
-            .await
-            .into_iter()
-            .map(|v| format!("area personale: {v}")),
-    );
+    check(&client, "area personale", &mut violations).await;
 
     client
         .find(Locator::LinkText("Impostazioni"))
@@ -171,18 +166,13 @@ async fn a_citizen_logs_in_with_chromium_and_every_page_passes_axe() {
         .click()
         .await
         .unwrap();
-    violations.extend(
-        axe(&client)
-            .await
-            .into_iter()
-            .map(|v| format!("impostazioni: {v}")),
-    );
+    check(&client, "impostazioni", &mut violations).await;
 
     client
         .goto(&format!("{}/pagina-inesistente", app.url))
         .await
         .unwrap();
-    violations.extend(axe(&client).await.into_iter().map(|v| format!("404: {v}")));
+    check(&client, "404", &mut violations).await;
 
     client
         .find(Locator::Css("button.sportello-logout"))
