@@ -12,4 +12,5 @@ mod cli;
 mod jobs;
 mod login;
 mod pages;
+mod profile;
 mod security;

@@ -169,6 +169,7 @@ impl Server {
             client_id.clone(),
             format!("{public_url}/auth/callback"),
             keys.signing.clone(),
+            keys.encryption.clone(),
         )
         .map_err(|e| StartError::Setup(e.to_string()))?;
 
@@ -185,6 +186,7 @@ impl Server {
                 idp_key,
                 client_id,
                 keys.signing.public_jwk("sig", "RS256"),
+                keys.encryption.public_jwk("enc", "RSA-OAEP-256"),
             );
             let providers = vec![
                 IdentityProvider {

@@ -268,6 +268,11 @@ impl TestApp {
 
     /// Home → login → identity provider → persona chosen; returns where the provider redirects.
     pub async fn login_until_callback(&self, persona: &str) -> CallbackUrl {
+        self.login_until_callback_with(persona, "").await
+    }
+
+    /// The same, with the development provider misbehaving as `fault` says (see its page).
+    pub async fn login_until_callback_with(&self, persona: &str, fault: &str) -> CallbackUrl {
         let start = self
             .get("/auth/login?provider=spid&next=/area-personale")
             .await;
@@ -284,6 +289,7 @@ impl TestApp {
                     ("csrf_token", &csrf),
                     ("request_id", &request_id),
                     ("persona", persona),
+                    ("fault", fault),
                     ("action", "accedi"),
                 ],
             )

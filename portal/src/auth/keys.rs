@@ -82,6 +82,13 @@ impl NamedKey {
         jwk
     }
 
+    /// The private key as a JWK (for decryption); never serialised anywhere.
+    pub(crate) fn private_jwk(&self) -> Jwk {
+        let mut jwk = self.pair.to_jwk_private_key();
+        jwk.set_key_id(self.kid.clone());
+        jwk
+    }
+
     /// Signs `payload` as an RS256 JWT with this key's `kid` and the given `typ`.
     pub fn sign(&self, payload: &JwtPayload, typ: &str) -> Result<String, KeyError> {
         let mut header = JwsHeader::new();

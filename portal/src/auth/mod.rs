@@ -18,7 +18,7 @@ use crate::auth::oidc::{AuthRequest, Identity};
 use crate::server::AppState;
 use crate::telemetry::JobLabels;
 use crate::web::error::AppError;
-use crate::web::session::{self, SessionData};
+use crate::web::session::{self, ProviderToken, SessionData};
 use crate::web::templates::render;
 
 /// The level asked for at login: personal data needs SPID level 2.
@@ -222,6 +222,10 @@ async fn complete_login(
     session::delete(&state.db, &old).await?;
     let data = SessionData {
         principal: Some(principal),
+        provider_token: Some(ProviderToken {
+            issuer: pending.request.issuer.clone(),
+            access_token: identity.access_token.clone(),
+        }),
         ..SessionData::default()
     };
     let (token, _) = session::create(state, data).await?;
@@ -284,6 +288,16 @@ async fn remember(state: &AppState, identity: &Identity) -> Result<Principal, Ap
 async fn logout(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResponse, AppError> {
     if let Some(s) = session::current(&req) {
         session::delete(&state.db, &s).await?;
+        if let Some(token) = &s.data.provider_token {
+            // The session ends whatever the provider says; a failed revocation is only logged.
+            if let Err(e) = state
+                .relying_party
+                .revoke(&token.issuer, &token.access_token)
+                .await
+            {
+                tracing::warn!(error = %e, "token revocation at logout failed");
+            }
+        }
     }
     let mut response = see_other("/?uscita=1");
     response

@@ -1,19 +1,22 @@
-//! The portal as an OpenID Connect relying party, through the `openidconnect` crate: discovery,
-//! authorization code with PKCE (S256), `private_key_jwt` client authentication, ID token checks
-//! (signature, iss, aud, exp, nonce, at_hash, acr) and userinfo. The SPID/CIE profile (signed request
-//! object, encrypted userinfo, federation) extends this module.
+//! The portal as an OpenID Connect relying party with the SPID/CIE profile, through the
+//! `openidconnect` crate: authorization code with PKCE (S256) and a signed request object;
+//! `private_key_jwt` client authentication; ID token checks (signature, iss, aud, exp, nonce,
+//! at_hash, acr); userinfo as a JWT signed by the provider and encrypted to the portal's key;
+//! the `iss` callback parameter (RFC 9207); token revocation at logout.
 
 use std::collections::HashMap;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
-use josekit::jwt::JwtPayload;
+use base64::Engine;
+use josekit::jwk::Jwk;
+use josekit::jws::{JwsVerifier, PS256, RS256, RS512};
+use josekit::jwt::{self, JwtPayload};
 use openidconnect::core::{
-    CoreAuthenticationFlow, CoreClient, CoreGenderClaim, CoreProviderMetadata,
+    CoreAuthenticationFlow, CoreClient, CoreJsonWebKeySet, CoreProviderMetadata,
 };
 use openidconnect::{
-    AccessTokenHash, AdditionalClaims, AuthorizationCode, ClientId, CsrfToken, IssuerUrl, Nonce,
-    OAuth2TokenResponse, PkceCodeChallenge, PkceCodeVerifier, RedirectUrl, Scope, TokenResponse,
-    UserInfoClaims,
+    AccessTokenHash, AuthorizationCode, ClientId, CsrfToken, Nonce, OAuth2TokenResponse,
+    PkceCodeChallenge, PkceCodeVerifier, RedirectUrl, Scope, TokenResponse,
 };
 use rand::distr::{Alphanumeric, SampleString};
 use serde::{Deserialize, Serialize};
@@ -22,8 +25,13 @@ use tokio::sync::RwLock;
 use crate::auth::keys::NamedKey;
 use crate::domain::CodiceFiscale;
 
-/// How long a provider's discovery document (and keys) are trusted before fetching them again.
+/// How long a provider's metadata and keys are trusted before fetching them again.
 const DISCOVERY_TTL: Duration = Duration::from_secs(600);
+/// Lifetime of the request object and of client assertions.
+const ASSERTION_LIFETIME: Duration = Duration::from_secs(300);
+
+pub const FISCAL_NUMBER: &str = "https://attributes.eid.gov.it/fiscal_number";
+const SPID_FISCAL_NUMBER: &str = "https://attributes.spid.gov.it/fiscalNumber";
 
 #[derive(Debug, thiserror::Error)]
 pub enum OidcError {
@@ -36,25 +44,6 @@ pub enum OidcError {
 fn protocol(e: impl std::fmt::Display) -> OidcError {
     OidcError::Protocol(e.to_string())
 }
-
-/// The SPID/CIE attributes beyond the standard claims.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub struct SpidClaims {
-    #[serde(
-        rename = "https://attributes.eid.gov.it/fiscal_number",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub fiscal_number: Option<String>,
-    #[serde(
-        rename = "https://attributes.spid.gov.it/fiscalNumber",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub spid_fiscal_number: Option<String>,
-}
-
-impl AdditionalClaims for SpidClaims {}
 
 /// The SPID levels as `acr` values.
 pub fn acr_for_level(level: u8) -> &'static str {
@@ -80,6 +69,24 @@ pub fn parse_fiscal_number(value: &str) -> Result<CodiceFiscale, OidcError> {
     CodiceFiscale::parse(cf).map_err(|e| OidcError::Protocol(format!("fiscal number: {e}")))
 }
 
+/// The attributes asked for with the `claims` parameter.
+pub fn requested_claims() -> serde_json::Value {
+    serde_json::json!({
+        "userinfo": {
+            "given_name": { "essential": true },
+            "family_name": { "essential": true },
+            FISCAL_NUMBER: { "essential": true },
+            "birthdate": null,
+            "email": null,
+            "phone_number": null,
+            "https://attributes.eid.gov.it/domicile_street_address": null,
+            "https://attributes.eid.gov.it/domicile_postal_code": null,
+            "https://attributes.eid.gov.it/domicile_municipality": null
+        },
+        "id_token": { "acr": { "essential": true } }
+    })
+}
+
 /// What the relying party keeps between the redirect and the callback (in the session).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct AuthRequest {
@@ -100,14 +107,57 @@ pub struct Identity {
     pub email: Option<String>,
     pub phone: Option<String>,
     pub level: u8,
+    /// Kept (server-side) to be revoked at logout.
+    pub access_token: String,
+}
+
+/// A provider's metadata as published, with its keys.
+#[derive(Debug, Clone)]
+struct Provider {
+    metadata: CoreProviderMetadata,
+    raw: serde_json::Value,
+}
+
+impl Provider {
+    fn endpoint(&self, name: &str) -> Option<String> {
+        self.raw
+            .get(name)
+            .and_then(|v| v.as_str())
+            .map(str::to_string)
+    }
+
+    /// The provider's signing key `kid` as a JWK.
+    fn key(&self, kid: Option<&str>) -> Result<Jwk, OidcError> {
+        let set = serde_json::to_value(self.metadata.jwks()).map_err(protocol)?;
+        let keys = set
+            .get("keys")
+            .and_then(|k| k.as_array())
+            .cloned()
+            .unwrap_or_default();
+        let found = keys
+            .into_iter()
+            .filter(|k| {
+                k.get("use")
+                    .and_then(|u| u.as_str())
+                    .is_none_or(|u| u == "sig")
+            })
+            .find(|k| kid.is_none() || k.get("kid").and_then(|v| v.as_str()) == kid)
+            .ok_or_else(|| protocol("no provider key for the userinfo signature"))?;
+        let map = found
+            .as_object()
+            .cloned()
+            .ok_or_else(|| protocol("bad provider key"))?;
+        Jwk::from_map(map).map_err(protocol)
+    }
 }
 
 pub struct RelyingParty {
     client_id: String,
     redirect_uri: String,
     signing_key: NamedKey,
+    encryption_key: NamedKey,
     http: reqwest::Client,
-    discovered: RwLock<HashMap<String, (Instant, CoreProviderMetadata)>>,
+    discovered: RwLock<HashMap<String, (Instant, Provider)>>,
 }
 
 impl std::fmt::Debug for RelyingParty {
@@ -120,11 +170,19 @@ fn alphanumeric(len: usize) -> String {
     Alphanumeric.sample_string(&mut rand::rng(), len)
 }
 
+fn b64_json(segment: &str) -> Option<serde_json::Value> {
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(segment)
+        .ok()?;
+    serde_json::from_slice(&bytes).ok()
+}
+
 impl RelyingParty {
     pub fn new(
         client_id: String,
         redirect_uri: String,
         signing_key: NamedKey,
+        encryption_key: NamedKey,
     ) -> Result<RelyingParty, OidcError> {
         let http = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
@@ -135,6 +193,7 @@ impl RelyingParty {
             client_id,
             redirect_uri,
             signing_key,
+            encryption_key,
             http,
             discovered: RwLock::new(HashMap::new()),
         })
@@ -144,46 +203,63 @@ impl RelyingParty {
         &self.client_id
     }
 
-    async fn metadata(&self, issuer: &str) -> Result<CoreProviderMetadata, OidcError> {
-        if let Some((at, meta)) = self.discovered.read().await.get(issuer) {
+    async fn provider(&self, issuer: &str) -> Result<Provider, OidcError> {
+        if let Some((at, provider)) = self.discovered.read().await.get(issuer) {
             if at.elapsed() < DISCOVERY_TTL {
-                return Ok(meta.clone());
+                return Ok(provider.clone());
             }
         }
-        let url = IssuerUrl::new(issuer.to_string()).map_err(protocol)?;
-        let meta = CoreProviderMetadata::discover_async(url, &self.http)
+        let fail = |reason: String| OidcError::Discovery {
+            issuer: issuer.to_string(),
+            reason,
+        };
+        let url = format!(
+            "{}/.well-known/openid-configuration",
+            issuer.trim_end_matches('/')
+        );
+        let response = self
+            .http
+            .get(&url)
+            .send()
             .await
-            .map_err(|e| OidcError::Discovery {
-                issuer: issuer.to_string(),
-                reason: error_chain(&e),
-            })?;
+            .map_err(|e| fail(e.to_string()))?;
+        if !response.status().is_success() {
+            return Err(fail(format!("status {}", response.status())));
+        }
+        let raw: serde_json::Value = response.json().await.map_err(|e| fail(e.to_string()))?;
+        if raw.get("issuer").and_then(|v| v.as_str()) != Some(issuer) {
+            return Err(fail("the metadata names another issuer".into()));
+        }
+        let metadata: CoreProviderMetadata =
+            serde_json::from_value(raw.clone()).map_err(|e| fail(e.to_string()))?;
+        let jwks = CoreJsonWebKeySet::fetch_async(metadata.jwks_uri(), &self.http)
+            .await
+            .map_err(|e| fail(format!("keys: {}", error_chain(&e))))?;
+        let provider = Provider {
+            metadata: metadata.set_jwks(jwks),
+            raw,
+        };
         self.discovered
             .write()
             .await
-            .insert(issuer.to_string(), (Instant::now(), meta.clone()));
-        Ok(meta)
+            .insert(issuer.to_string(), (Instant::now(), provider.clone()));
+        Ok(provider)
     }
 
     /// The URL to send the browser to, and what to keep for the callback.
     pub async fn start(&self, issuer: &str, level: u8) -> Result<(String, AuthRequest), OidcError> {
-        let meta = self.metadata(issuer).await?;
-        let client =
-            CoreClient::from_provider_metadata(meta, ClientId::new(self.client_id.clone()), None)
-                .set_redirect_uri(RedirectUrl::new(self.redirect_uri.clone()).map_err(protocol)?);
+        let provider = self.provider(issuer).await?;
+        let client = CoreClient::from_provider_metadata(
+            provider.metadata,
+            ClientId::new(self.client_id.clone()),
+            None,
+        )
+        .set_redirect_uri(RedirectUrl::new(self.redirect_uri.clone()).map_err(protocol)?);
         let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
         let state = alphanumeric(48);
         let nonce = alphanumeric(48);
-        let claims = serde_json::json!({
-            "userinfo": {
-                "given_name": { "essential": true },
-                "family_name": { "essential": true },
-                "https://attributes.eid.gov.it/fiscal_number": { "essential": true },
-                "birthdate": null,
-                "email": null,
-                "phone_number": null
-            },
-            "id_token": { "acr": { "essential": true } }
-        });
+        let request_object =
+            self.request_object(issuer, challenge.as_str(), &state, &nonce, level)?;
         let (state_for_url, nonce_for_url) = (state.clone(), nonce.clone());
         let (url, _, _) = client
             .authorize_url(
@@ -195,7 +271,7 @@ impl RelyingParty {
             .set_pkce_challenge(challenge)
             .add_extra_param("acr_values", acr_for_level(level))
             .add_extra_param("prompt", "consent login")
-            .add_extra_param("claims", claims.to_string())
+            .add_extra_param("request", request_object)
             .url();
         let request = AuthRequest {
             issuer: issuer.to_string(),
@@ -207,27 +283,64 @@ impl RelyingParty {
         Ok((url.to_string(), request))
     }
 
-    /// Completes the login: exchanges the code, verifies the ID token, fetches userinfo.
+    /// The signed request object carrying every parameter of the authorization request.
+    fn request_object(
+        &self,
+        issuer: &str,
+        challenge: &str,
+        state: &str,
+        nonce: &str,
+        level: u8,
+    ) -> Result<String, OidcError> {
+        let now = SystemTime::now();
+        let mut payload = JwtPayload::new();
+        payload.set_issuer(&self.client_id);
+        payload.set_audience(vec![issuer]);
+        payload.set_issued_at(&now);
+        payload.set_expires_at(&(now + ASSERTION_LIFETIME));
+        payload.set_jwt_id(uuid::Uuid::new_v4().to_string());
+        let claims = [
+            ("client_id", serde_json::json!(self.client_id)),
+            ("response_type", serde_json::json!("code")),
+            ("scope", serde_json::json!("openid profile")),
+            ("code_challenge", serde_json::json!(challenge)),
+            ("code_challenge_method", serde_json::json!("S256")),
+            ("nonce", serde_json::json!(nonce)),
+            ("state", serde_json::json!(state)),
+            ("prompt", serde_json::json!("consent login")),
+            ("redirect_uri", serde_json::json!(self.redirect_uri)),
+            ("acr_values", serde_json::json!(acr_for_level(level))),
+            ("claims", requested_claims()),
+        ];
+        for (name, value) in claims {
+            payload.set_claim(name, Some(value)).map_err(protocol)?;
+        }
+        self.signing_key.sign(&payload, "JWT").map_err(protocol)
+    }
+
+    /// Completes the login: exchanges the code, verifies the ID token, fetches and opens userinfo.
     pub async fn finish(
         &self,
         request: &AuthRequest,
         code: &str,
         iss: Option<&str>,
     ) -> Result<Identity, OidcError> {
-        if let Some(iss) = iss {
-            if iss != request.issuer {
-                return Err(protocol("the iss parameter names another provider"));
-            }
+        if iss.is_some_and(|iss| iss != request.issuer) {
+            return Err(protocol("the iss parameter names another provider"));
         }
-        let meta = self.metadata(&request.issuer).await?;
-        let token_endpoint = meta
-            .token_endpoint()
-            .ok_or_else(|| protocol("provider has no token endpoint"))?
-            .to_string();
-        let client =
-            CoreClient::from_provider_metadata(meta, ClientId::new(self.client_id.clone()), None)
-                .set_redirect_uri(RedirectUrl::new(self.redirect_uri.clone()).map_err(protocol)?);
-        let assertion = self.client_assertion(&token_endpoint)?;
+        let provider = self.provider(&request.issuer).await?;
+        let token_endpoint = provider
+            .endpoint("token_endpoint")
+            .ok_or_else(|| protocol("no token endpoint"))?;
+        let userinfo_endpoint = provider
+            .endpoint("userinfo_endpoint")
+            .ok_or_else(|| protocol("no userinfo endpoint"))?;
+        let client = CoreClient::from_provider_metadata(
+            provider.metadata.clone(),
+            ClientId::new(self.client_id.clone()),
+            None,
+        )
+        .set_redirect_uri(RedirectUrl::new(self.redirect_uri.clone()).map_err(protocol)?);
         let tokens = client
             .exchange_code(AuthorizationCode::new(code.to_string()))
             .map_err(protocol)?
@@ -236,7 +349,7 @@ impl RelyingParty {
                 "client_assertion_type",
                 "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
             )
-            .add_extra_param("client_assertion", assertion)
+            .add_extra_param("client_assertion", self.client_assertion(&token_endpoint)?)
             .request_async(&self.http)
             .await
             .map_err(|e| protocol(format!("token request: {}", error_chain(&e))))?;
@@ -268,54 +381,205 @@ impl RelyingParty {
             )));
         }
 
-        let userinfo: UserInfoClaims<SpidClaims, CoreGenderClaim> = client
-            .user_info(
-                tokens.access_token().clone(),
-                Some(claims.subject().clone()),
+        let access_token = tokens.access_token().secret().clone();
+        let userinfo = self
+            .userinfo(
+                &provider,
+                &request.issuer,
+                &userinfo_endpoint,
+                &access_token,
             )
-            .map_err(protocol)?
-            .request_async(&self.http)
-            .await
-            .map_err(|e| protocol(format!("userinfo: {}", error_chain(&e))))?;
-        let extra = userinfo.additional_claims();
-        let fiscal = extra
-            .fiscal_number
-            .as_deref()
-            .or(extra.spid_fiscal_number.as_deref())
+            .await?;
+        if userinfo.get("sub").and_then(|v| v.as_str()) != Some(claims.subject().as_str()) {
+            return Err(protocol("userinfo sub differs from the ID token's"));
+        }
+        let text = |name: &str| {
+            userinfo
+                .get(name)
+                .and_then(|v| v.as_str())
+                .map(str::to_string)
+        };
+        let fiscal = text(FISCAL_NUMBER)
+            .or_else(|| text(SPID_FISCAL_NUMBER))
             .ok_or_else(|| protocol("userinfo has no fiscal number"))?;
-        let cf = parse_fiscal_number(fiscal)?;
-        let given_name = userinfo
-            .given_name()
-            .and_then(|n| n.get(None))
-            .map(|n| n.as_str().to_string())
-            .ok_or_else(|| protocol("userinfo has no given_name"))?;
-        let family_name = userinfo
-            .family_name()
-            .and_then(|n| n.get(None))
-            .map(|n| n.as_str().to_string())
-            .ok_or_else(|| protocol("userinfo has no family_name"))?;
         Ok(Identity {
-            cf,
-            given_name,
-            family_name,
-            birth_date: userinfo.birthdate().map(|b| b.as_str().to_string()),
-            email: userinfo.email().map(|e| e.as_str().to_string()),
-            phone: userinfo.phone_number().map(|p| p.as_str().to_string()),
+            cf: parse_fiscal_number(&fiscal)?,
+            given_name: text("given_name").ok_or_else(|| protocol("userinfo has no given_name"))?,
+            family_name: text("family_name")
+                .ok_or_else(|| protocol("userinfo has no family_name"))?,
+            birth_date: text("birthdate"),
+            email: text("email"),
+            phone: text("phone_number"),
             level,
+            access_token,
         })
     }
 
+    /// Userinfo must come as a JWE (RSA-OAEP or RSA-OAEP-256, A128CBC-HS256 or A256CBC-HS512) to the
+    /// portal's key, wrapping a JWT signed by the provider for this client.
+    async fn userinfo(
+        &self,
+        provider: &Provider,
+        issuer: &str,
+        endpoint: &str,
+        access_token: &str,
+    ) -> Result<serde_json::Value, OidcError> {
+        let response = self
+            .http
+            .get(endpoint)
+            .bearer_auth(access_token)
+            .send()
+            .await
+            .map_err(|e| protocol(format!("userinfo: {e}")))?;
+        if !response.status().is_success() {
+            return Err(protocol(format!("userinfo: status {}", response.status())));
+        }
+        let content_type = response
+            .headers()
+            .get(reqwest::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_string();
+        if !(content_type.starts_with("application/jwt")
+            || content_type.starts_with("application/jose"))
+        {
+            return Err(protocol(format!(
+                "userinfo is not an encrypted JWT ({content_type})"
+            )));
+        }
+        let body = response.text().await.map_err(protocol)?;
+        let jws = self.decrypt(body.trim())?;
+        let payload = verify_signed(provider, &jws)?;
+        if payload.issuer() != Some(issuer) {
+            return Err(protocol("userinfo iss differs from the provider"));
+        }
+        if !payload
+            .audience()
+            .is_some_and(|aud| aud.contains(&self.client_id.as_str()))
+        {
+            return Err(protocol("userinfo is not addressed to this client"));
+        }
+        Ok(serde_json::Value::Object(payload.claims_set().clone()))
+    }
+
+    fn decrypt(&self, jwe: &str) -> Result<String, OidcError> {
+        let header = jwe
+            .split('.')
+            .next()
+            .and_then(b64_json)
+            .ok_or_else(|| protocol("userinfo: not a JWE"))?;
+        let alg = header
+            .get("alg")
+            .and_then(|v| v.as_str())
+            .unwrap_or_default();
+        let enc = header
+            .get("enc")
+            .and_then(|v| v.as_str())
+            .unwrap_or_default();
+        if !matches!(enc, "A128CBC-HS256" | "A256CBC-HS512") {
+            return Err(protocol(format!(
+                "userinfo: content encryption {enc} refused"
+            )));
+        }
+        let key = self.encryption_key.private_jwk();
+        let decrypter = match alg {
+            "RSA-OAEP" => josekit::jwe::RSA_OAEP.decrypter_from_jwk(&key),
+            "RSA-OAEP-256" => josekit::jwe::RSA_OAEP_256.decrypter_from_jwk(&key),
+            other => {
+                return Err(protocol(format!(
+                    "userinfo: key encryption {other} refused"
+                )))
+            }
+        }
+        .map_err(protocol)?;
+        let (plain, _) = josekit::jwe::deserialize_compact(jwe, &decrypter)
+            .map_err(|e| protocol(format!("userinfo: decryption failed: {e}")))?;
+        String::from_utf8(plain).map_err(protocol)
+    }
+
+    /// Revokes an access token at its provider (RFC 7009, `private_key_jwt`); best effort at logout.
+    pub async fn revoke(&self, issuer: &str, access_token: &str) -> Result<(), OidcError> {
+        let provider = self.provider(issuer).await?;
+        let Some(endpoint) = provider.endpoint("revocation_endpoint") else {
+            return Ok(());
+        };
+        let assertion = self.client_assertion(&endpoint)?;
+        let response = self
+            .http
+            .post(&endpoint)
+            .form(&[
+                ("token", access_token),
+                ("token_type_hint", "access_token"),
+                ("client_id", self.client_id.as_str()),
+                (
+                    "client_assertion_type",
+                    "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+                ),
+                ("client_assertion", assertion.as_str()),
+            ])
+            .send()
+            .await
+            .map_err(|e| protocol(format!("revocation: {e}")))?;
+        if response.status().is_success() {
+            Ok(())
+        } else {
+            Err(protocol(format!(
+                "revocation: status {}",
+                response.status()
+            )))
+        }
+    }
+
     /// `private_key_jwt`: a short-lived assertion signed with the portal's key.
-    fn client_assertion(&self, token_endpoint: &str) -> Result<String, OidcError> {
-        let now = std::time::SystemTime::now();
+    fn client_assertion(&self, audience: &str) -> Result<String, OidcError> {
+        let now = SystemTime::now();
         let mut payload = JwtPayload::new();
         payload.set_issuer(&self.client_id);
         payload.set_subject(&self.client_id);
-        payload.set_audience(vec![token_endpoint]);
+        payload.set_audience(vec![audience]);
         payload.set_issued_at(&now);
-        payload.set_expires_at(&(now + Duration::from_secs(300)));
+        payload.set_expires_at(&(now + ASSERTION_LIFETIME));
         payload.set_jwt_id(uuid::Uuid::new_v4().to_string());
         self.signing_key.sign(&payload, "JWT").map_err(protocol)
+    }
+}
+
+/// Verifies a JWS signed by the provider with an asymmetric algorithm (never `none`, never HS*).
+fn verify_signed(provider: &Provider, jws: &str) -> Result<JwtPayload, OidcError> {
+    let header = jws
+        .split('.')
+        .next()
+        .and_then(b64_json)
+        .ok_or_else(|| protocol("userinfo: not a JWS"))?;
+    let alg = header
+        .get("alg")
+        .and_then(|v| v.as_str())
+        .unwrap_or_default();
+    check_signature_alg(alg)?;
+    let key = provider.key(header.get("kid").and_then(|v| v.as_str()))?;
+    let verifier: Box<dyn JwsVerifier> = match alg {
+        "RS512" => Box::new(RS512.verifier_from_jwk(&key).map_err(protocol)?),
+        "PS256" => Box::new(PS256.verifier_from_jwk(&key).map_err(protocol)?),
+        _ => Box::new(RS256.verifier_from_jwk(&key).map_err(protocol)?),
+    };
+    let (payload, _) = jwt::decode_with_verifier(jws, verifier.as_ref())
+        .map_err(|e| protocol(format!("userinfo: signature: {e}")))?;
+    if payload
+        .expires_at()
+        .is_some_and(|exp| exp < SystemTime::now())
+    {
+        return Err(protocol("userinfo: expired"));
+    }
+    Ok(payload)
+}
+
+/// The signature algorithms accepted from providers.
+fn check_signature_alg(alg: &str) -> Result<(), OidcError> {
+    match alg {
+        "RS256" | "RS512" | "PS256" => Ok(()),
+        other => Err(protocol(format!(
+            "userinfo: signature algorithm '{other}' refused"
+        ))),
     }
 }
 
@@ -343,6 +607,74 @@ mod tests {
             Some("RSSMRA85T10A562S".into())
         );
         assert!(parse_fiscal_number("TINIT-RSSMRA85T10A562X").is_err());
+    }
+
+    #[test]
+    fn none_and_symmetric_signatures_are_refused() {
+        for alg in ["none", "HS256", "HS512", ""] {
+            assert!(check_signature_alg(alg).is_err(), "{alg}");
+        }
+        assert!(check_signature_alg("RS256").is_ok());
+    }
+
+    fn relying_party() -> Result<(RelyingParty, NamedKey), Box<dyn std::error::Error>> {
+        let encryption = NamedKey::generate()?;
+        let rp = RelyingParty::new(
+            "https://rp.example.it".into(),
+            "https://rp.example.it/auth/callback".into(),
+            NamedKey::generate()?,
+            encryption.clone(),
+        )?;
+        Ok((rp, encryption))
+    }
+
+    fn encrypt(key: &NamedKey, alg: &str, enc: &str) -> Result<String, Box<dyn std::error::Error>> {
+        let jwk = key.public_jwk("enc", alg);
+        let mut header = josekit::jwe::JweHeader::new();
+        header.set_content_encryption(enc);
+        let encrypter: Box<dyn josekit::jwe::JweEncrypter> = match alg {
+            "RSA1_5" => Box::new(josekit::jwe::RSA1_5.encrypter_from_jwk(&jwk)?),
+            "RSA-OAEP" => Box::new(josekit::jwe::RSA_OAEP.encrypter_from_jwk(&jwk)?),
+            _ => Box::new(josekit::jwe::RSA_OAEP_256.encrypter_from_jwk(&jwk)?),
+        };
+        Ok(josekit::jwe::serialize_compact(
+            b"a.b.c",
+            &header,
+            encrypter.as_ref(),
+        )?)
+    }
+
+    #[test]
+    fn userinfo_encryption_accepts_the_profile_and_nothing_else(
+    ) -> Result<(), Box<dyn std::error::Error>> {
+        let (rp, key) = relying_party()?;
+        for (alg, enc) in [
+            ("RSA-OAEP", "A128CBC-HS256"),
+            ("RSA-OAEP-256", "A256CBC-HS512"),
+            ("RSA-OAEP", "A256CBC-HS512"),
+        ] {
+            assert_eq!(
+                rp.decrypt(&encrypt(&key, alg, enc)?)?,
+                "a.b.c",
+                "{alg} {enc}"
+            );
+        }
+        let refused = rp
+            .decrypt(&encrypt(&key, "RSA1_5", "A128CBC-HS256")?)
+            .err()
+            .map(|e| e.to_string());
+        assert!(refused.unwrap_or_default().contains("RSA1_5 refused"));
+        assert!(
+            rp.decrypt(&encrypt(&key, "RSA-OAEP", "A128GCM")?).is_err(),
+            "GCM is not in the profile"
+        );
+        let stranger = NamedKey::generate()?;
+        assert!(
+            rp.decrypt(&encrypt(&stranger, "RSA-OAEP", "A128CBC-HS256")?)
+                .is_err(),
+            "encrypted to another key"
+        );
+        Ok(())
     }
 
     #[test]

@@ -17,7 +17,12 @@ use crate::web::session;
 /// Paths whose POSTs are authenticated by other means and so carry no CSRF token: the OpenID
 /// Connect callback (`form_post`, bound to the session by `state`), and the development identity
 /// provider's back-channel endpoints (client assertion, bearer token).
-const CSRF_EXEMPT: &[&str] = &["/auth/callback", "/dev-idp/token", "/dev-idp/userinfo"];
+const CSRF_EXEMPT: &[&str] = &[
+    "/auth/callback",
+    "/dev-idp/token",
+    "/dev-idp/userinfo",
+    "/dev-idp/revoke",
+];
 
 /// Form bodies larger than this are not read for the token (and are refused).
 const MAX_FORM_BYTES: usize = 256 * 1024;

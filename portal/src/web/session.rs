@@ -20,6 +20,24 @@ pub struct SessionData {
     pub csrf: String,
     pub principal: Option<Principal>,
     pub pending_login: Option<PendingLogin>,
+    /// The provider's access token, revoked at logout.
+    pub provider_token: Option<ProviderToken>,
+}
+
+#[derive(Clone, Serialize, Deserialize)]
+pub struct ProviderToken {
+    pub issuer: String,
+    pub access_token: String,
+}
+
+impl std::fmt::Debug for ProviderToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "ProviderToken {{ issuer: {}, access_token: [redacted] }}",
+            self.issuer
+        )
+    }
 }
 
 #[derive(Debug, Clone)]

@@ -1,7 +1,9 @@
 //! The development identity provider: an OpenID Connect provider mounted under `/dev-idp`, offering
-//! the test personas. It speaks to the portal over HTTP like a real provider (discovery, PKCE,
-//! `private_key_jwt`, signed ID tokens with `at_hash` and `acr`), so the one login code path is the
-//! one exercised in the demo and in tests. It is refused outside development mode.
+//! the test personas. It speaks the SPID/CIE profile to the portal over HTTP like a real provider —
+//! signed request objects required, PKCE S256, `private_key_jwt`, ID tokens with `at_hash` and `acr`,
+//! userinfo signed and encrypted to the portal, revocation — so the one login code path is the one
+//! exercised in the demo and in tests. Its page can also make it misbehave in one chosen way
+//! ([`Fault`]), to see each refusal of the relying party. It is refused outside development mode.
 
 pub mod personas;
 
@@ -12,15 +14,16 @@ use std::time::{Duration, SystemTime};
 use actix_web::http::header;
 use actix_web::{get, post, web, HttpRequest, HttpResponse};
 use base64::Engine;
+use josekit::jwe::JweHeader;
 use josekit::jwk::Jwk;
-use josekit::jws::RS256;
+use josekit::jws::{JwsHeader, RS256};
 use josekit::jwt::{self, JwtPayload};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use tera::Context;
 
 use crate::auth::keys::NamedKey;
-use crate::auth::oidc::acr_for_level;
+use crate::auth::oidc::{acr_for_level, level_of_acr, FISCAL_NUMBER};
 use crate::server::AppState;
 use crate::web::error::AppError;
 use crate::web::session::random_token;
@@ -30,6 +33,104 @@ use personas::{Persona, PERSONAS};
 
 const CODE_LIFETIME_MS: i64 = 60_000;
 const TOKEN_LIFETIME_MS: i64 = 300_000;
+const JWT_BEARER: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
+
+/// One way for the provider to misbehave, chosen on its page.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    None,
+    WrongAudience,
+    Expired,
+    BadSignature,
+    Unsigned,
+    NoAtHash,
+    WrongAtHash,
+    LowAcr,
+    WrongNonce,
+    WrongIss,
+    UserinfoSub,
+    UserinfoPlain,
+}
+
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct FaultChoice {
+    pub value: &'static str,
+    #[serde(skip)]
+    pub fault: Fault,
+    pub label: &'static str,
+}
+
+/// The behaviours offered on the provider's page; the form sends `value`.
+pub const FAULTS: &[FaultChoice] = &[
+    FaultChoice {
+        value: "",
+        fault: Fault::None,
+        label: "Corretto",
+    },
+    FaultChoice {
+        value: "aud",
+        fault: Fault::WrongAudience,
+        label: "ID token per un altro client (aud)",
+    },
+    FaultChoice {
+        value: "scaduto",
+        fault: Fault::Expired,
+        label: "ID token scaduto",
+    },
+    FaultChoice {
+        value: "firma",
+        fault: Fault::BadSignature,
+        label: "ID token con firma non valida",
+    },
+    FaultChoice {
+        value: "none",
+        fault: Fault::Unsigned,
+        label: "ID token non firmato (alg none)",
+    },
+    FaultChoice {
+        value: "senza-at-hash",
+        fault: Fault::NoAtHash,
+        label: "ID token senza at_hash",
+    },
+    FaultChoice {
+        value: "at-hash",
+        fault: Fault::WrongAtHash,
+        label: "ID token con at_hash errato",
+    },
+    FaultChoice {
+        value: "acr",
+        fault: Fault::LowAcr,
+        label: "Livello SPID 1 invece di quello richiesto",
+    },
+    FaultChoice {
+        value: "nonce",
+        fault: Fault::WrongNonce,
+        label: "nonce diverso da quello richiesto",
+    },
+    FaultChoice {
+        value: "iss",
+        fault: Fault::WrongIss,
+        label: "Parametro iss di un altro provider",
+    },
+    FaultChoice {
+        value: "sub",
+        fault: Fault::UserinfoSub,
+        label: "userinfo di un altro soggetto (sub)",
+    },
+    FaultChoice {
+        value: "in-chiaro",
+        fault: Fault::UserinfoPlain,
+        label: "userinfo non cifrato",
+    },
+];
+
+fn fault_of(value: Option<&str>) -> Fault {
+    FAULTS
+        .iter()
+        .find(|c| Some(c.value) == value)
+        .map(|c| c.fault)
+        .unwrap_or(Fault::None)
+}
 
 /// An authorization request waiting for the person to pick a persona.
 #[derive(Debug, Clone)]
@@ -40,6 +141,7 @@ struct Authorization {
     code_challenge: String,
     level: u8,
     created_ms: i64,
+    fault: Fault,
 }
 
 #[derive(Debug, Clone)]
@@ -49,16 +151,24 @@ struct IssuedCode {
     expires_ms: i64,
 }
 
+#[derive(Debug, Clone, Copy)]
+struct IssuedToken {
+    persona: &'static Persona,
+    expires_ms: i64,
+    fault: Fault,
+}
+
 #[derive(Debug)]
 pub struct DevIdp {
     pub issuer: String,
     key: NamedKey,
     client_id: String,
     client_key: Jwk,
+    client_encryption_key: Jwk,
     redirect_uri: String,
     pending: Mutex<HashMap<String, Authorization>>,
     codes: Mutex<HashMap<String, IssuedCode>>,
-    tokens: Mutex<HashMap<String, (&'static Persona, i64)>>,
+    tokens: Mutex<HashMap<String, IssuedToken>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -73,6 +183,10 @@ fn oauth_error(error: &'static str, description: impl Into<String>) -> OAuthErro
         error,
         description: description.into(),
     }
+}
+
+fn server_error(e: impl std::fmt::Display) -> OAuthError {
+    oauth_error("server_error", e.to_string())
 }
 
 impl OAuthError {
@@ -91,14 +205,40 @@ fn b64(bytes: &[u8]) -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
 }
 
+fn unix_ms(t: SystemTime) -> i64 {
+    t.duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// The attributes of a persona, as SPID/CIE providers name them.
+fn persona_claims(persona: &Persona) -> serde_json::Value {
+    serde_json::json!({
+        "given_name": persona.given_name,
+        "family_name": persona.family_name,
+        "birthdate": persona.birthdate,
+        "email": persona.email,
+        "phone_number": persona.phone,
+        FISCAL_NUMBER: format!("TINIT-{}", persona.cf),
+    })
+}
+
 impl DevIdp {
-    /// `client_key` is the portal's public signing key, which client assertions are checked against.
-    pub fn new(public_url: &str, key: NamedKey, client_id: String, client_key: Jwk) -> DevIdp {
+    /// `client_key` is the portal's public signing key (request objects and client assertions are
+    /// checked against it); `client_encryption_key` is the key userinfo is encrypted to.
+    pub fn new(
+        public_url: &str,
+        key: NamedKey,
+        client_id: String,
+        client_key: Jwk,
+        client_encryption_key: Jwk,
+    ) -> DevIdp {
         DevIdp {
             issuer: format!("{public_url}/dev-idp"),
             key,
             client_id,
             client_key,
+            client_encryption_key,
             redirect_uri: format!("{public_url}/auth/callback"),
             pending: Mutex::new(HashMap::new()),
             codes: Mutex::new(HashMap::new()),
@@ -114,30 +254,46 @@ impl DevIdp {
         m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    fn check_client_assertion(&self, assertion: &str, now_ms: i64) -> Result<(), OAuthError> {
+    /// A JWT signed by the client, addressed to `audience`, not expired.
+    fn client_jwt(
+        &self,
+        text: &str,
+        audience: &str,
+        now_ms: i64,
+    ) -> Result<JwtPayload, OAuthError> {
         let verifier = RS256
             .verifier_from_jwk(&self.client_key)
-            .map_err(|e| oauth_error("server_error", e.to_string()))?;
-        let (payload, _) = jwt::decode_with_verifier(assertion, &verifier)
-            .map_err(|_| oauth_error("invalid_client", "client assertion signature"))?;
-        let token_endpoint = self.endpoint("token");
+            .map_err(server_error)?;
+        let (payload, _) = jwt::decode_with_verifier(text, &verifier)
+            .map_err(|_| oauth_error("invalid_client", "signature of the client's JWT"))?;
         let ok = payload.issuer() == Some(self.client_id.as_str())
-            && payload.subject() == Some(self.client_id.as_str())
+            && payload.audience().is_some_and(|a| a.contains(&audience))
             && payload
-                .audience()
-                .is_some_and(|a| a.contains(&token_endpoint.as_str()))
-            && payload.jwt_id().is_some()
-            && payload.expires_at().is_some_and(|exp| {
-                exp.duration_since(SystemTime::UNIX_EPOCH)
-                    .map(|d| d.as_millis() as i64)
-                    .unwrap_or(0)
-                    > now_ms
-            });
+                .expires_at()
+                .is_some_and(|exp| unix_ms(exp) > now_ms);
         if ok {
-            Ok(())
+            Ok(payload)
         } else {
-            Err(oauth_error("invalid_client", "client assertion claims"))
+            Err(oauth_error("invalid_client", "claims of the client's JWT"))
         }
+    }
+
+    /// `private_key_jwt` client authentication at `endpoint`.
+    fn authenticate_client(
+        &self,
+        assertion_type: Option<&str>,
+        assertion: Option<&str>,
+        endpoint: &str,
+        now_ms: i64,
+    ) -> Result<(), OAuthError> {
+        if assertion_type != Some(JWT_BEARER) {
+            return Err(oauth_error("invalid_client", "private_key_jwt required"));
+        }
+        let payload = self.client_jwt(assertion.unwrap_or_default(), endpoint, now_ms)?;
+        if payload.subject() != Some(self.client_id.as_str()) || payload.jwt_id().is_none() {
+            return Err(oauth_error("invalid_client", "client assertion sub or jti"));
+        }
+        Ok(())
     }
 
     fn id_token(
@@ -146,31 +302,108 @@ impl DevIdp {
         auth: &Authorization,
         access_token: &str,
     ) -> Result<String, OAuthError> {
+        let fault = auth.fault;
         let now = SystemTime::now();
-        let digest = Sha256::digest(access_token.as_bytes());
+        let (iat, exp) = if fault == Fault::Expired {
+            (
+                now - Duration::from_secs(3600),
+                now - Duration::from_secs(600),
+            )
+        } else {
+            (now, now + Duration::from_millis(TOKEN_LIFETIME_MS as u64))
+        };
+        let hashed = if fault == Fault::WrongAtHash {
+            format!("{access_token}-altro")
+        } else {
+            access_token.to_string()
+        };
+        let digest = Sha256::digest(hashed.as_bytes());
+        let audience = if fault == Fault::WrongAudience {
+            "https://altro-client.example.it"
+        } else {
+            self.client_id.as_str()
+        };
+        let nonce = if fault == Fault::WrongNonce {
+            "N".repeat(48)
+        } else {
+            auth.nonce.clone()
+        };
+        let level = if fault == Fault::LowAcr {
+            1
+        } else {
+            auth.level.max(2)
+        };
         let mut payload = JwtPayload::new();
         payload.set_issuer(&self.issuer);
         payload.set_subject(self.subject(persona));
+        payload.set_audience(vec![audience]);
+        payload.set_issued_at(&iat);
+        payload.set_expires_at(&exp);
+        payload.set_jwt_id(uuid::Uuid::new_v4().to_string());
+        payload
+            .set_claim("nonce", Some(nonce.into()))
+            .map_err(server_error)?;
+        payload
+            .set_claim("acr", Some(acr_for_level(level).into()))
+            .map_err(server_error)?;
+        if fault != Fault::NoAtHash {
+            payload
+                .set_claim("at_hash", Some(b64(&digest[..16]).into()))
+                .map_err(server_error)?;
+        }
+        match fault {
+            Fault::Unsigned => {
+                let mut header = JwsHeader::new();
+                header.set_token_type("JWT");
+                jwt::encode_unsecured(&payload, &header).map_err(server_error)
+            }
+            Fault::BadSignature => {
+                // Another key, under this provider's key id.
+                let other = NamedKey::generate().map_err(server_error)?;
+                let mut header = JwsHeader::new();
+                header.set_token_type("JWT");
+                header.set_key_id(self.key.kid.clone());
+                let signer = RS256
+                    .signer_from_jwk(&other.private_jwk())
+                    .map_err(server_error)?;
+                jwt::encode_with_signer(&payload, &header, &signer).map_err(server_error)
+            }
+            _ => self.key.sign(&payload, "JWT").map_err(server_error),
+        }
+    }
+
+    /// Userinfo as the profile wants it: a JWT signed by the provider, encrypted to the client.
+    fn userinfo_jwt(&self, persona: &Persona, fault: Fault) -> Result<String, OAuthError> {
+        let now = SystemTime::now();
+        let sub = if fault == Fault::UserinfoSub {
+            "un-altro-soggetto".to_string()
+        } else {
+            self.subject(persona)
+        };
+        let mut payload = JwtPayload::new();
+        payload.set_issuer(&self.issuer);
+        payload.set_subject(sub);
         payload.set_audience(vec![self.client_id.as_str()]);
         payload.set_issued_at(&now);
         payload.set_expires_at(&(now + Duration::from_millis(TOKEN_LIFETIME_MS as u64)));
-        payload.set_jwt_id(uuid::Uuid::new_v4().to_string());
-        let claims = [
-            ("nonce", serde_json::Value::String(auth.nonce.clone())),
-            ("at_hash", serde_json::Value::String(b64(&digest[..16]))),
-            (
-                "acr",
-                serde_json::Value::String(acr_for_level(auth.level.max(2)).into()),
-            ),
-        ];
-        for (name, value) in claims {
-            payload
-                .set_claim(name, Some(value))
-                .map_err(|e| oauth_error("server_error", e.to_string()))?;
+        if let serde_json::Value::Object(claims) = persona_claims(persona) {
+            for (name, value) in claims {
+                payload
+                    .set_claim(&name, Some(value))
+                    .map_err(server_error)?;
+            }
         }
-        self.key
-            .sign(&payload, "JWT")
-            .map_err(|e| oauth_error("server_error", e.to_string()))
+        let jws = self.key.sign(&payload, "JWT").map_err(server_error)?;
+        let mut header = JweHeader::new();
+        header.set_content_encryption("A256CBC-HS512");
+        header.set_content_type("JWT");
+        if let Some(kid) = self.client_encryption_key.key_id() {
+            header.set_key_id(kid);
+        }
+        let encrypter = josekit::jwe::RSA_OAEP_256
+            .encrypter_from_jwk(&self.client_encryption_key)
+            .map_err(server_error)?;
+        josekit::jwe::serialize_compact(jws.as_bytes(), &header, &encrypter).map_err(server_error)
     }
 
     /// A pairwise subject: stable per person and client, revealing neither.
@@ -193,12 +426,18 @@ async fn discovery(state: web::Data<AppState>) -> Result<HttpResponse, AppError>
         "authorization_endpoint": idp.endpoint("authorize"),
         "token_endpoint": idp.endpoint("token"),
         "userinfo_endpoint": idp.endpoint("userinfo"),
+        "revocation_endpoint": idp.endpoint("revoke"),
         "jwks_uri": idp.endpoint("jwks"),
         "response_types_supported": ["code"],
         "response_modes_supported": ["query", "form_post"],
         "grant_types_supported": ["authorization_code"],
         "subject_types_supported": ["pairwise"],
         "id_token_signing_alg_values_supported": ["RS256"],
+        "userinfo_signing_alg_values_supported": ["RS256"],
+        "userinfo_encryption_alg_values_supported": ["RSA-OAEP", "RSA-OAEP-256"],
+        "userinfo_encryption_enc_values_supported": ["A128CBC-HS256", "A256CBC-HS512"],
+        "request_object_signing_alg_values_supported": ["RS256"],
+        "request_parameter_supported": true,
         "token_endpoint_auth_methods_supported": ["private_key_jwt"],
         "token_endpoint_auth_signing_alg_values_supported": ["RS256"],
         "code_challenge_methods_supported": ["S256"],
@@ -206,8 +445,7 @@ async fn discovery(state: web::Data<AppState>) -> Result<HttpResponse, AppError>
         "acr_values_supported": [acr_for_level(1), acr_for_level(2), acr_for_level(3)],
         "claims_parameter_supported": true,
         "authorization_response_iss_parameter_supported": true,
-        "claims_supported": ["sub", "given_name", "family_name", "birthdate", "email", "phone_number",
-                             "https://attributes.eid.gov.it/fiscal_number"]
+        "claims_supported": ["sub", "given_name", "family_name", "birthdate", "email", "phone_number", FISCAL_NUMBER]
     })))
 }
 
@@ -221,13 +459,8 @@ async fn jwks(state: web::Data<AppState>) -> Result<HttpResponse, AppError> {
 #[derive(Debug, Deserialize)]
 struct AuthorizeQuery {
     client_id: Option<String>,
-    redirect_uri: Option<String>,
     response_type: Option<String>,
-    state: Option<String>,
-    nonce: Option<String>,
-    code_challenge: Option<String>,
-    code_challenge_method: Option<String>,
-    acr_values: Option<String>,
+    request: Option<String>,
 }
 
 #[get("/dev-idp/authorize")]
@@ -237,20 +470,39 @@ async fn authorize(
     q: web::Query<AuthorizeQuery>,
 ) -> Result<HttpResponse, AppError> {
     let idp = idp(&state)?;
-    // Never redirect to an address we do not know: errors before that point are shown here.
+    let now = state.clock.now_ms();
+    // Errors before the redirect URI is known good are shown here, never redirected.
     let bad =
         |why: &str| AppError::BadRequest(format!("Richiesta di autenticazione non valida: {why}."));
     if q.client_id.as_deref() != Some(idp.client_id.as_str()) {
         return Err(bad("client_id sconosciuto"));
     }
-    if q.redirect_uri.as_deref() != Some(idp.redirect_uri.as_str()) {
-        return Err(bad("redirect_uri non registrato"));
-    }
     if q.response_type.as_deref() != Some("code") {
         return Err(bad("response_type deve essere code"));
     }
-    if q.code_challenge_method.as_deref() != Some("S256")
-        || q.code_challenge.as_deref().is_none_or(str::is_empty)
+    let request = q
+        .request
+        .as_deref()
+        .ok_or_else(|| bad("manca il request object firmato"))?;
+    let object = idp
+        .client_jwt(request, &idp.issuer, now)
+        .map_err(|e| bad(&format!("request object non valido ({e})")))?;
+    let claim = |name: &str| {
+        object
+            .claim(name)
+            .and_then(|v| v.as_str())
+            .map(str::to_string)
+    };
+    if claim("client_id").as_deref() != Some(idp.client_id.as_str())
+        || claim("response_type").as_deref() != Some("code")
+    {
+        return Err(bad("client_id o response_type del request object"));
+    }
+    if claim("redirect_uri").as_deref() != Some(idp.redirect_uri.as_str()) {
+        return Err(bad("redirect_uri non registrato"));
+    }
+    if claim("code_challenge_method").as_deref() != Some("S256")
+        || claim("code_challenge").is_none_or(|c| c.is_empty())
     {
         return Err(bad("PKCE S256 obbligatorio"));
     }
@@ -258,21 +510,15 @@ async fn authorize(
         v.as_deref()
             .is_some_and(|s| s.len() >= 32 && s.chars().all(|c| c.is_ascii_alphanumeric()))
     };
-    if !long_alnum(&q.state) || !long_alnum(&q.nonce) {
+    let (state_value, nonce) = (claim("state"), claim("nonce"));
+    if !long_alnum(&state_value) || !long_alnum(&nonce) {
         return Err(bad(
             "state e nonce devono avere almeno 32 caratteri alfanumerici",
         ));
     }
-    let level = q
-        .acr_values
-        .as_deref()
-        .and_then(|v| {
-            v.split_whitespace()
-                .filter_map(crate::auth::oidc::level_of_acr)
-                .min()
-        })
-        .unwrap_or(2);
-    let now = state.clock.now_ms();
+    let level = claim("acr_values")
+        .and_then(|v| v.split_whitespace().filter_map(level_of_acr).min())
+        .ok_or_else(|| bad("acr_values mancante"))?;
     let request_id = random_token(24);
     {
         let mut pending = DevIdp::lock(&idp.pending);
@@ -281,17 +527,19 @@ async fn authorize(
             request_id.clone(),
             Authorization {
                 redirect_uri: idp.redirect_uri.clone(),
-                state: q.state.clone().unwrap_or_default(),
-                nonce: q.nonce.clone().unwrap_or_default(),
-                code_challenge: q.code_challenge.clone().unwrap_or_default(),
+                state: state_value.unwrap_or_default(),
+                nonce: nonce.unwrap_or_default(),
+                code_challenge: claim("code_challenge").unwrap_or_default(),
                 level,
                 created_ms: now,
+                fault: Fault::None,
             },
         );
     }
     let mut ctx = Context::new();
     ctx.insert("request_id", &request_id);
     ctx.insert("personas", PERSONAS);
+    ctx.insert("faults", FAULTS);
     ctx.insert("level", &level);
     render(&state, &req, "dev_idp/authorize.html", ctx)
 }
@@ -300,6 +548,7 @@ async fn authorize(
 struct ChooseForm {
     request_id: String,
     persona: Option<String>,
+    fault: Option<String>,
     action: String,
 }
 
@@ -309,13 +558,19 @@ async fn choose(
     form: web::Form<ChooseForm>,
 ) -> Result<HttpResponse, AppError> {
     let idp = idp(&state)?;
-    let auth = DevIdp::lock(&idp.pending)
+    let mut auth = DevIdp::lock(&idp.pending)
         .remove(&form.request_id)
         .ok_or_else(|| {
             AppError::BadRequest(
                 "La richiesta di accesso è scaduta: torna al portale e riprova.".into(),
             )
         })?;
+    auth.fault = fault_of(form.fault.as_deref());
+    let iss = if auth.fault == Fault::WrongIss {
+        "https://altro-provider.example.it".to_string()
+    } else {
+        idp.issuer.clone()
+    };
     let mut target =
         url::Url::parse(&auth.redirect_uri).map_err(|e| AppError::Internal(e.to_string()))?;
     if form.action != "accedi" {
@@ -323,7 +578,7 @@ async fn choose(
             .query_pairs_mut()
             .append_pair("error", "access_denied")
             .append_pair("state", &auth.state)
-            .append_pair("iss", &idp.issuer);
+            .append_pair("iss", &iss);
         return Ok(crate::auth::see_other(target.as_str()));
     }
     let persona = form
@@ -337,7 +592,7 @@ async fn choose(
         .query_pairs_mut()
         .append_pair("code", &code)
         .append_pair("state", &auth.state)
-        .append_pair("iss", &idp.issuer);
+        .append_pair("iss", &iss);
     {
         let mut codes = DevIdp::lock(&idp.codes);
         codes.retain(|_, c| c.expires_ms > now);
@@ -378,11 +633,6 @@ async fn token_post(
                 "only authorization_code",
             ));
         }
-        if form.client_assertion_type.as_deref()
-            != Some("urn:ietf:params:oauth:client-assertion-type:jwt-bearer")
-        {
-            return Err(oauth_error("invalid_client", "private_key_jwt required"));
-        }
         if form
             .client_id
             .as_deref()
@@ -390,7 +640,12 @@ async fn token_post(
         {
             return Err(oauth_error("invalid_client", "unknown client"));
         }
-        idp.check_client_assertion(form.client_assertion.as_deref().unwrap_or_default(), now)?;
+        idp.authenticate_client(
+            form.client_assertion_type.as_deref(),
+            form.client_assertion.as_deref(),
+            &idp.endpoint("token"),
+            now,
+        )?;
         // A code is used once, whatever happens next.
         let issued = DevIdp::lock(&idp.codes)
             .remove(&form.code)
@@ -406,7 +661,11 @@ async fn token_post(
         let id_token = idp.id_token(issued.persona, &issued.auth, &access_token)?;
         DevIdp::lock(&idp.tokens).insert(
             access_token.clone(),
-            (issued.persona, now + TOKEN_LIFETIME_MS),
+            IssuedToken {
+                persona: issued.persona,
+                expires_ms: now + TOKEN_LIFETIME_MS,
+                fault: issued.auth.fault,
+            },
         );
         Ok(serde_json::json!({
             "access_token": access_token,
@@ -430,28 +689,57 @@ async fn token_post(
 async fn userinfo(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResponse, AppError> {
     let idp = idp(&state)?;
     let now = state.clock.now_ms();
-    let token = req
+    let bearer = req
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .unwrap_or_default();
     let found = DevIdp::lock(&idp.tokens)
-        .get(token)
+        .get(bearer)
         .copied()
-        .filter(|(_, exp)| *exp > now);
-    let Some((persona, _)) = found else {
-        return Ok(oauth_error("invalid_token", "unknown or expired access token").response());
+        .filter(|t| t.expires_ms > now);
+    let Some(token) = found else {
+        return Ok(
+            oauth_error("invalid_token", "unknown, revoked or expired access token").response(),
+        );
     };
-    Ok(HttpResponse::Ok().json(serde_json::json!({
-        "sub": idp.subject(persona),
-        "given_name": persona.given_name,
-        "family_name": persona.family_name,
-        "birthdate": persona.birthdate,
-        "email": persona.email,
-        "phone_number": persona.phone,
-        "https://attributes.eid.gov.it/fiscal_number": format!("TINIT-{}", persona.cf),
-    })))
+    if token.fault == Fault::UserinfoPlain {
+        let mut claims = persona_claims(token.persona);
+        claims["sub"] = idp.subject(token.persona).into();
+        return Ok(HttpResponse::Ok().json(claims));
+    }
+    Ok(match idp.userinfo_jwt(token.persona, token.fault) {
+        Ok(jwe) => HttpResponse::Ok().content_type("application/jwt").body(jwe),
+        Err(e) => e.response(),
+    })
+}
+
+#[derive(Debug, Deserialize)]
+struct RevokeForm {
+    token: String,
+    client_assertion_type: Option<String>,
+    client_assertion: Option<String>,
+}
+
+/// RFC 7009: the token stops working; an unknown token is not an error.
+#[post("/dev-idp/revoke")]
+async fn revoke(
+    state: web::Data<AppState>,
+    form: web::Form<RevokeForm>,
+) -> Result<HttpResponse, AppError> {
+    let idp = idp(&state)?;
+    let now = state.clock.now_ms();
+    if let Err(e) = idp.authenticate_client(
+        form.client_assertion_type.as_deref(),
+        form.client_assertion.as_deref(),
+        &idp.endpoint("revoke"),
+        now,
+    ) {
+        return Ok(e.response());
+    }
+    DevIdp::lock(&idp.tokens).remove(&form.token);
+    Ok(HttpResponse::Ok().finish())
 }
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
@@ -460,5 +748,6 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .service(authorize)
         .service(choose)
         .service(token_post)
-        .service(userinfo);
+        .service(userinfo)
+        .service(revoke);
 }

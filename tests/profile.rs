@@ -1,0 +1,208 @@
+//! The SPID/CIE OpenID Connect profile: what the portal sends, and every refusal, each ending on a clear
+//! Italian page with no session created. The development provider is made to misbehave from its page.
+
+use base64::Engine;
+use reqwest::StatusCode;
+
+use crate::support::{location, spawn_app, TestApp};
+
+fn json_segment(jwt: &str, index: usize) -> serde_json::Value {
+    let segment = jwt.split('.').nth(index).unwrap();
+    serde_json::from_slice(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(segment)
+            .unwrap(),
+    )
+    .unwrap()
+}
+
+async fn logged_in_sessions(app: &TestApp) -> i64 {
+    sqlx::query_scalar("SELECT COUNT(*) FROM sessions WHERE data LIKE '%\"principal\":{%'")
+        .fetch_one(&app.db().pool)
+        .await
+        .unwrap()
+}
+
+/// The callback is refused with the Italian page and nobody is logged in.
+async fn assert_refused(app: &TestApp, callback: &str, case: &str) {
+    let response = app.get(callback).await;
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST, "{case}");
+    let page = response.text().await.unwrap();
+    assert!(
+        page.contains("Accesso non riuscito") && page.contains("lang=\"it\""),
+        "{case}: {page}"
+    );
+    assert_eq!(
+        app.get("/area-personale").await.status(),
+        StatusCode::SEE_OTHER,
+        "{case}: not logged in"
+    );
+    assert_eq!(
+        logged_in_sessions(app).await,
+        0,
+        "{case}: no session created"
+    );
+}
+
+#[tokio::test]
+async fn the_authorization_request_follows_the_profile() {
+    let app = spawn_app().await;
+    let start = app
+        .get("/auth/login?provider=spid&next=/area-personale")
+        .await;
+    let url = reqwest::Url::parse(&location(&start)).unwrap();
+    let params: std::collections::HashMap<String, String> =
+        url.query_pairs().into_owned().collect();
+    for plain in [
+        "client_id",
+        "response_type",
+        "scope",
+        "code_challenge",
+        "request",
+    ] {
+        assert!(params.contains_key(plain), "{plain} as a plain parameter");
+    }
+    assert_eq!(params["code_challenge_method"], "S256");
+    assert_eq!(params["prompt"], "consent login");
+    let request = &params["request"];
+    let header = json_segment(request, 0);
+    assert_eq!(header["alg"], "RS256");
+    assert!(header["kid"].as_str().is_some_and(|k| !k.is_empty()));
+    let claims = json_segment(request, 1);
+    for name in [
+        "client_id",
+        "response_type",
+        "scope",
+        "code_challenge",
+        "code_challenge_method",
+        "nonce",
+        "state",
+        "prompt",
+        "redirect_uri",
+        "acr_values",
+        "claims",
+        "iss",
+        "aud",
+        "iat",
+        "exp",
+    ] {
+        assert!(
+            !claims[name].is_null(),
+            "request object claim {name}: {claims}"
+        );
+    }
+    for name in ["state", "nonce"] {
+        let value = claims[name].as_str().unwrap();
+        assert!(
+            value.len() >= 32 && value.chars().all(|c| c.is_ascii_alphanumeric()),
+            "{name}: {value}"
+        );
+    }
+    assert_eq!(
+        claims["state"].as_str(),
+        params.get("state").map(String::as_str),
+        "plain and signed agree"
+    );
+    assert_eq!(claims["acr_values"], "https://www.spid.gov.it/SpidL2");
+    assert!(!claims["claims"]["userinfo"]["https://attributes.eid.gov.it/fiscal_number"].is_null());
+
+    // The provider refuses an authorization request without its signed request object.
+    let mut unsigned = url.clone();
+    let kept: Vec<(String, String)> = url
+        .query_pairs()
+        .into_owned()
+        .filter(|(k, _)| k != "request")
+        .collect();
+    unsigned.query_pairs_mut().clear().extend_pairs(kept);
+    assert_eq!(
+        app.get(unsigned.as_str()).await.status(),
+        StatusCode::BAD_REQUEST
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn every_misbehaviour_of_the_provider_is_refused() {
+    let app = spawn_app().await;
+    for fault in [
+        "aud",
+        "scaduto",
+        "firma",
+        "none",
+        "senza-at-hash",
+        "at-hash",
+        "acr",
+        "nonce",
+        "iss",
+        "sub",
+        "in-chiaro",
+    ] {
+        let callback = app.login_until_callback_with("mario-rossi", fault).await;
+        assert_refused(&app, &callback.0, fault).await;
+    }
+    // And the same provider, behaving, still lets the person in.
+    let area = app.login("mario-rossi").await;
+    assert!(area.contains("RSSMRA80A01H501U"));
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_used_state_cannot_be_replayed() {
+    let app = spawn_app().await;
+    let callback = app.login_until_callback("giulia-bianchi").await;
+    assert_eq!(app.get(&callback.0).await.status(), StatusCode::SEE_OTHER);
+    let again = app.get(&callback.0).await;
+    assert_eq!(again.status(), StatusCode::BAD_REQUEST);
+    assert!(again.text().await.unwrap().contains("Accesso non riuscito"));
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn logout_revokes_the_access_token_at_the_provider() {
+    let app = spawn_app().await;
+    app.login("anna-verdi").await;
+    let data: String =
+        sqlx::query_scalar("SELECT data FROM sessions WHERE data LIKE '%provider_token%'")
+            .fetch_one(&app.db().pool)
+            .await
+            .unwrap();
+    let data: serde_json::Value = serde_json::from_str(&data).unwrap();
+    let token = data["provider_token"]["access_token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let userinfo = format!("{}/dev-idp/userinfo", app.url);
+    let before = app
+        .client
+        .get(&userinfo)
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(before.status(), StatusCode::OK);
+    assert_eq!(
+        before.headers()["content-type"],
+        "application/jwt",
+        "userinfo travels encrypted"
+    );
+    let jwe = before.text().await.unwrap();
+    assert_eq!(jwe.split('.').count(), 5, "a compact JWE");
+    assert_eq!(json_segment(&jwe, 0)["alg"], "RSA-OAEP-256");
+
+    let csrf = app.csrf_token().await;
+    assert_eq!(
+        app.post_form("/esci", &[("csrf_token", &csrf)])
+            .await
+            .status(),
+        StatusCode::SEE_OTHER
+    );
+    let after = app
+        .client
+        .get(&userinfo)
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(after.status(), StatusCode::UNAUTHORIZED, "revoked");
+    app.stop().await;
+}
