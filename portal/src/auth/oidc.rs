@@ -628,6 +628,8 @@ mod tests {
         Ok((rp, encryption))
     }
 
+    // RSA1_5 is deprecated: that is the point, a provider using it must be refused.
+    #[allow(deprecated)]
     fn encrypt(key: &NamedKey, alg: &str, enc: &str) -> Result<String, Box<dyn std::error::Error>> {
         let jwk = key.public_jwk("enc", alg);
         let mut header = josekit::jwe::JweHeader::new();
