@@ -208,3 +208,38 @@ async fn operators_log_in_with_their_roles() {
     );
     app.stop().await;
 }
+
+#[tokio::test]
+async fn later_logins_update_contacts_the_citizen_has_not_changed() {
+    let app = spawn_app().await;
+    app.login("mario-rossi").await;
+    let pool = &app.db().pool;
+    // The provider's e-mail was stale; the phone was changed by the citizen in the portal.
+    sqlx::query("UPDATE people SET email = 'vecchia@example.it', phone = '+390000000000', phone_set_by_citizen = 1, given_name = 'M.' WHERE cf = 'RSSMRA80A01H501U'")
+        .execute(pool)
+        .await
+        .unwrap();
+    let csrf = app.csrf_token().await;
+    app.post_form("/esci", &[("csrf_token", &csrf)]).await;
+    app.login("mario-rossi").await;
+    let (given, email, phone): (String, String, String) =
+        sqlx::query_as("SELECT given_name, email, phone FROM people WHERE cf = 'RSSMRA80A01H501U'")
+            .fetch_one(pool)
+            .await
+            .unwrap();
+    assert_eq!(given, "Mario", "names follow the identity provider");
+    assert_eq!(
+        email, "mario.rossi@example.it",
+        "a contact the citizen did not change follows the provider"
+    );
+    assert_eq!(
+        phone, "+390000000000",
+        "a contact the citizen changed is kept"
+    );
+    let people: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM people")
+        .fetch_one(pool)
+        .await
+        .unwrap();
+    assert_eq!(people, 1, "the codice fiscale is the identity: one person");
+    app.stop().await;
+}

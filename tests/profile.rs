@@ -206,3 +206,59 @@ async fn logout_revokes_the_access_token_at_the_provider() {
     assert_eq!(after.status(), StatusCode::UNAUTHORIZED, "revoked");
     app.stop().await;
 }
+
+#[tokio::test]
+async fn the_entity_configuration_is_published_signed_with_the_federation_key() {
+    let app = crate::support::spawn_app_with(|c| {
+        c.federation.authority_hints = vec!["https://registry.example.it".into()];
+    })
+    .await;
+    let response = app.get("/.well-known/openid-federation").await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(
+        response.headers()["content-type"],
+        "application/entity-statement+jwt"
+    );
+    let jwt = response.text().await.unwrap();
+    let header = json_segment(&jwt, 0);
+    assert_eq!(header["typ"], "entity-statement+jwt");
+    let claims = json_segment(&jwt, 1);
+    assert_eq!(claims["iss"], claims["sub"]);
+    assert_eq!(claims["iss"].as_str().unwrap(), app.url);
+    assert!(claims["exp"].as_i64().unwrap() > claims["iat"].as_i64().unwrap());
+    assert_eq!(claims["authority_hints"][0], "https://registry.example.it");
+    assert!(claims["trust_marks"].is_array());
+
+    // Self-signed with the federation key it publishes, which is not one of the OpenID keys.
+    let federation_key = &claims["jwks"]["keys"][0];
+    assert_eq!(header["kid"], federation_key["kid"]);
+    let jwk = josekit::jwk::Jwk::from_map(federation_key.as_object().unwrap().clone()).unwrap();
+    let verifier = josekit::jws::RS256.verifier_from_jwk(&jwk).unwrap();
+    josekit::jwt::decode_with_verifier(&jwt, &verifier).expect("signature verifies");
+    let rp = &claims["metadata"]["openid_relying_party"];
+    let rp_kids: Vec<&str> = rp["jwks"]["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k["kid"].as_str().unwrap())
+        .collect();
+    assert_eq!(rp_kids.len(), 2);
+    assert!(
+        !rp_kids.contains(&federation_key["kid"].as_str().unwrap()),
+        "federation key distinct"
+    );
+
+    assert_eq!(rp["client_id"], claims["iss"]);
+    assert_eq!(
+        rp["redirect_uris"][0].as_str().unwrap(),
+        format!("{}/auth/callback", app.url)
+    );
+    assert_eq!(rp["token_endpoint_auth_method"], "private_key_jwt");
+    assert_eq!(rp["client_registration_types"][0], "automatic");
+    assert_eq!(rp["userinfo_encrypted_response_alg"], "RSA-OAEP-256");
+    assert_eq!(rp["userinfo_encrypted_response_enc"], "A256CBC-HS512");
+    let entity = &claims["metadata"]["federation_entity"];
+    assert_eq!(entity["organization_name"], "Comune di Valleverde");
+    assert!(entity["contacts"][0].as_str().unwrap().contains('@'));
+    app.stop().await;
+}

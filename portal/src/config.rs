@@ -49,6 +49,7 @@ pub struct Config {
     pub ente: EnteConfig,
     pub auth: AuthConfig,
     pub keys: KeysConfig,
+    pub federation: FederationConfig,
     pub log: LogConfig,
     pub metrics: MetricsConfig,
     pub jobs: JobsConfig,
@@ -99,6 +100,43 @@ pub struct KeysConfig {
     pub signing_key_file: Option<PathBuf>,
     /// PEM (PKCS#8) RSA key userinfo is encrypted to. Required in production.
     pub encryption_key_file: Option<PathBuf>,
+    /// PEM (PKCS#8) RSA key the entity configuration is signed with (the federation key, distinct
+    /// from the OpenID keys). Required in production.
+    pub federation_key_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrustMark {
+    pub id: String,
+    /// The trust mark JWT issued to this portal.
+    pub trust_mark: String,
+}
+
+/// What the portal says of itself in its entity configuration (`/.well-known/openid-federation`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FederationConfig {
+    /// The intermediates or trust anchors the portal is registered with.
+    pub authority_hints: Vec<String>,
+    pub trust_marks: Vec<TrustMark>,
+    /// Default: `ente.name`.
+    pub organization_name: Option<String>,
+    pub logo_uri: Option<String>,
+    /// How long the published entity configuration is valid.
+    pub entity_configuration_hours: i64,
+}
+
+impl Default for FederationConfig {
+    fn default() -> Self {
+        FederationConfig {
+            authority_hints: Vec::new(),
+            trust_marks: Vec::new(),
+            organization_name: None,
+            logo_uri: None,
+            entity_configuration_hours: 24,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -148,6 +186,7 @@ impl Default for Config {
             ente: EnteConfig::default(),
             auth: AuthConfig::default(),
             keys: KeysConfig::default(),
+            federation: FederationConfig::default(),
             log: LogConfig::default(),
             metrics: MetricsConfig::default(),
             jobs: JobsConfig::default(),
@@ -279,9 +318,12 @@ impl Config {
                         .into(),
                 ));
             }
-            if self.keys.signing_key_file.is_none() || self.keys.encryption_key_file.is_none() {
+            if self.keys.signing_key_file.is_none()
+                || self.keys.encryption_key_file.is_none()
+                || self.keys.federation_key_file.is_none()
+            {
                 return Err(ConfigError::Invalid(
-                    "keys: production mode needs keys.signing_key_file and keys.encryption_key_file"
+                    "keys: production mode needs keys.signing_key_file, keys.encryption_key_file and keys.federation_key_file"
                         .into(),
                 ));
             }
@@ -344,6 +386,7 @@ mod tests {
         };
         config.keys.signing_key_file = Some("s.pem".into());
         config.keys.encryption_key_file = Some("e.pem".into());
+        config.keys.federation_key_file = Some("f.pem".into());
         assert!(config.validate().is_ok());
         config.auth.dev_idp = Some(true);
         assert!(config.validate().is_err());

@@ -244,6 +244,7 @@ impl Server {
                 .configure(crate::web::health::routes)
                 .configure(crate::pages::routes)
                 .configure(crate::auth::routes)
+                .configure(crate::auth::federation::routes)
                 .configure(crate::citizen::routes)
                 .configure(crate::auth::dev_idp::routes)
         })

@@ -99,31 +99,32 @@ impl NamedKey {
     }
 }
 
-/// The portal's keys.
+/// The portal's keys: two for OpenID Connect, one for the federation.
 #[derive(Debug, Clone)]
 pub struct PortalKeys {
     pub signing: NamedKey,
     pub encryption: NamedKey,
+    pub federation: NamedKey,
 }
 
 impl PortalKeys {
     pub fn load(config: &Config) -> Result<PortalKeys, KeyError> {
-        match (
-            &config.keys.signing_key_file,
-            &config.keys.encryption_key_file,
-        ) {
-            (Some(signing), Some(encryption)) => Ok(PortalKeys {
+        let k = &config.keys;
+        match (&k.signing_key_file, &k.encryption_key_file, &k.federation_key_file) {
+            (Some(signing), Some(encryption), Some(federation)) => Ok(PortalKeys {
                 signing: read_key(signing)?,
                 encryption: read_key(encryption)?,
+                federation: read_key(federation)?,
             }),
             _ if config.mode == Mode::Production => Err(KeyError::Missing(
-                "production mode needs keys.signing_key_file and keys.encryption_key_file".into(),
+                "production mode needs keys.signing_key_file, keys.encryption_key_file and keys.federation_key_file".into(),
             )),
             _ => {
                 let dir = key_dir(&config.data_dir)?;
                 Ok(PortalKeys {
                     signing: read_or_generate(&dir.join("signing.pem"))?,
                     encryption: read_or_generate(&dir.join("encryption.pem"))?,
+                    federation: read_or_generate(&dir.join("federation.pem"))?,
                 })
             }
         }

@@ -3,6 +3,7 @@
 
 pub mod access;
 pub mod dev_idp;
+pub mod federation;
 pub mod keys;
 pub mod oidc;
 mod principal;
@@ -238,7 +239,8 @@ async fn complete_login(
 }
 
 /// Records what the identity provider told us (once-only: the portal prefills from it) and resolves
-/// the staff roles held by this person.
+/// the staff roles held by this person. The codice fiscale is the identity; names follow the provider;
+/// contacts follow it too unless the citizen changed them in the portal.
 async fn remember(state: &AppState, identity: &Identity) -> Result<Principal, AppError> {
     let now = state.clock.now_ms();
     sqlx::query(
@@ -246,7 +248,8 @@ async fn remember(state: &AppState, identity: &Identity) -> Result<Principal, Ap
          VALUES ($1, $2, $3, $4, $5, $6, $7, $7) \
          ON CONFLICT (cf) DO UPDATE SET given_name = excluded.given_name, family_name = excluded.family_name, \
          birth_date = COALESCE(excluded.birth_date, people.birth_date), \
-         email = COALESCE(people.email, excluded.email), phone = COALESCE(people.phone, excluded.phone), \
+         email = CASE WHEN people.email_set_by_citizen = 1 THEN people.email ELSE COALESCE(excluded.email, people.email) END, \
+         phone = CASE WHEN people.phone_set_by_citizen = 1 THEN people.phone ELSE COALESCE(excluded.phone, people.phone) END, \
          updated_at = excluded.updated_at",
     )
     .bind(identity.cf.as_str())
