@@ -262,3 +262,155 @@ async fn the_entity_configuration_is_published_signed_with_the_federation_key() 
     assert!(entity["contacts"][0].as_str().unwrap().contains('@'));
     app.stop().await;
 }
+
+#[tokio::test]
+async fn in_development_the_provider_and_the_portal_resolve_through_the_development_trust_anchor() {
+    use portal::auth::federation::trust_chain::{resolve, HttpFetcher, TrustAnchor};
+    let app = spawn_app().await;
+    let ta = format!("{}/dev-ta", app.url);
+    let ta_configuration = app
+        .get(&format!("{ta}/.well-known/openid-federation"))
+        .await
+        .text()
+        .await
+        .unwrap();
+    let anchors = vec![TrustAnchor {
+        entity_id: ta.clone(),
+        jwks: json_segment(&ta_configuration, 1)["jwks"].clone(),
+    }];
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let http = reqwest::Client::new();
+
+    let provider = resolve(
+        &HttpFetcher(&http),
+        &format!("{}/dev-idp", app.url),
+        &anchors,
+        now,
+    )
+    .await
+    .unwrap();
+    let op = provider.metadata("openid_provider").unwrap();
+    assert_eq!(
+        op["token_endpoint_auth_methods_supported"],
+        serde_json::json!(["private_key_jwt"]),
+        "the anchor's policy applies"
+    );
+    assert!(
+        op["jwks"]["keys"].as_array().is_some_and(|k| !k.is_empty()),
+        "OpenID keys inline"
+    );
+
+    let portal = resolve(&HttpFetcher(&http), &app.url, &anchors, now)
+        .await
+        .unwrap();
+    let rp = portal.metadata("openid_relying_party").unwrap();
+    assert_eq!(rp["client_id"].as_str().unwrap(), app.url);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_provider_whose_chain_does_not_reach_a_trust_anchor_is_refused_clearly() {
+    let dir = tempfile::tempdir().unwrap();
+    let jwks = dir.path().join("anchor.json");
+    std::fs::write(&jwks, r#"{"keys":[]}"#).unwrap();
+    let app = crate::support::spawn_app_with(|c| {
+        c.federation.trust_anchors = vec![portal::config::TrustAnchorConfig {
+            entity_id: "https://ta.example.it".into(),
+            jwks_file: jwks.clone(),
+        }];
+        c.auth.providers = vec![portal::config::ProviderConfig {
+            id: "fuori".into(),
+            kind: portal::config::ProviderKind::Spid,
+            label: "Provider fuori federazione".into(),
+            entity_id: Some("http://127.0.0.1:9/idp".into()),
+            issuer: None,
+            metadata_file: None,
+        }];
+    })
+    .await;
+    let login_page = app.get("/accedi").await.text().await.unwrap();
+    assert!(login_page.contains("Provider fuori federazione"));
+    let response = app.get("/auth/login?provider=fuori").await;
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    assert!(response
+        .text()
+        .await
+        .unwrap()
+        .contains("Accesso non riuscito"));
+    assert_eq!(logged_in_sessions(&app).await, 0);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn providers_outside_a_federation_by_discovery_or_static_registration() {
+    let mut app = spawn_app().await;
+    // A static registration: the provider's metadata with its keys, written once to a file.
+    let issuer = format!("{}/dev-idp", app.url);
+    let mut metadata: serde_json::Value = app
+        .get("/dev-idp/.well-known/openid-configuration")
+        .await
+        .json()
+        .await
+        .unwrap();
+    metadata["jwks"] = app.get("/dev-idp/jwks").await.json().await.unwrap();
+    let file = app.config.data_dir.join("provider.json");
+    std::fs::write(&file, metadata.to_string()).unwrap();
+    let provider =
+        |id: &str, metadata_file: Option<std::path::PathBuf>| portal::config::ProviderConfig {
+            id: id.into(),
+            kind: portal::config::ProviderKind::Spid,
+            label: format!("Provider {id}"),
+            entity_id: None,
+            issuer: Some(issuer.clone()),
+            metadata_file,
+        };
+    let providers = vec![
+        provider("statico", Some(file.clone())),
+        provider("scoperta", None),
+    ];
+    app.restart_with(move |c| c.auth.providers = providers)
+        .await;
+
+    for id in ["statico", "scoperta"] {
+        let start = app
+            .get(&format!("/auth/login?provider={id}&next=/area-personale"))
+            .await;
+        assert_eq!(start.status(), StatusCode::SEE_OTHER, "{id}");
+        let html = app.get(&location(&start)).await.text().await.unwrap();
+        let request_id = crate::support::hidden_field(&html, "request_id").unwrap();
+        let csrf = crate::support::hidden_field(&html, "csrf_token").unwrap();
+        let chosen = app
+            .post_form(
+                "/dev-idp/authorize",
+                &[
+                    ("csrf_token", &csrf),
+                    ("request_id", &request_id),
+                    ("persona", "mario-rossi"),
+                    ("action", "accedi"),
+                ],
+            )
+            .await;
+        let back = app.get(&location(&chosen)).await;
+        let status = back.status();
+        let place = location(&back);
+        assert_eq!(
+            place,
+            "/area-personale",
+            "{id}: {status} {}",
+            back.text()
+                .await
+                .unwrap_or_default()
+                .chars()
+                .take(300)
+                .collect::<String>()
+        );
+        let area = app.get("/area-personale").await.text().await.unwrap();
+        assert!(area.contains("RSSMRA80A01H501U"), "{id}");
+        let csrf = app.csrf_token().await;
+        app.post_form("/esci", &[("csrf_token", &csrf)]).await;
+    }
+    app.stop().await;
+}

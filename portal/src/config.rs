@@ -91,6 +91,31 @@ pub struct AuthConfig {
     pub session_absolute_hours: i64,
     /// The OpenID Connect client id the portal uses (its entity id under the SPID/CIE federation).
     pub client_id: Option<String>,
+    /// The identity providers offered on the login page (besides the development one).
+    pub providers: Vec<ProviderConfig>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ProviderKind {
+    Spid,
+    Cie,
+}
+
+/// An identity provider, found one of three ways: through the federation (`entity_id`), by OpenID
+/// discovery (`issuer`), or from a static registration (`issuer` and `metadata_file`, a JSON file
+/// with the provider's metadata and its `jwks`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProviderConfig {
+    /// Short name used in addresses, unique.
+    pub id: String,
+    pub kind: ProviderKind,
+    /// Shown on the login page.
+    pub label: String,
+    pub entity_id: Option<String>,
+    pub issuer: Option<String>,
+    pub metadata_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -113,12 +138,24 @@ pub struct TrustMark {
     pub trust_mark: String,
 }
 
-/// What the portal says of itself in its entity configuration (`/.well-known/openid-federation`).
+/// A trust anchor of the federation: its entity id and a JSON file with its federation keys
+/// (`{"keys": […]}`), as the federation publishes them.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrustAnchorConfig {
+    pub entity_id: String,
+    pub jwks_file: PathBuf,
+}
+
+/// What the portal says of itself in its entity configuration (`/.well-known/openid-federation`),
+/// and whom it trusts.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct FederationConfig {
     /// The intermediates or trust anchors the portal is registered with.
     pub authority_hints: Vec<String>,
+    /// The trust anchors providers are resolved up to.
+    pub trust_anchors: Vec<TrustAnchorConfig>,
     pub trust_marks: Vec<TrustMark>,
     /// Default: `ente.name`.
     pub organization_name: Option<String>,
@@ -131,6 +168,7 @@ impl Default for FederationConfig {
     fn default() -> Self {
         FederationConfig {
             authority_hints: Vec::new(),
+            trust_anchors: Vec::new(),
             trust_marks: Vec::new(),
             organization_name: None,
             logo_uri: None,
@@ -228,6 +266,7 @@ impl Default for AuthConfig {
             session_idle_minutes: 30,
             session_absolute_hours: 8,
             client_id: None,
+            providers: Vec::new(),
         }
     }
 }
@@ -304,6 +343,30 @@ impl Config {
                 return Err(ConfigError::Invalid(
                     "public_url: must be an http(s) URL".into(),
                 ));
+            }
+        }
+        let mut ids = std::collections::HashSet::new();
+        for p in &self.auth.providers {
+            let at =
+                |what: &str| ConfigError::Invalid(format!("auth.providers '{}': {what}", p.id));
+            if p.id.is_empty()
+                || !p.id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+                || p.id == "dev"
+            {
+                return Err(at("id: letters, digits and dashes ('dev' is reserved)"));
+            }
+            if !ids.insert(p.id.clone()) {
+                return Err(at("id used twice"));
+            }
+            match (&p.entity_id, &p.issuer) {
+                (Some(_), None) if p.metadata_file.is_none() => {}
+                (None, Some(_)) => {}
+                _ => return Err(at(
+                    "give either entity_id (federation) or issuer (with an optional metadata_file)",
+                )),
+            }
+            if p.entity_id.is_some() && self.federation.trust_anchors.is_empty() {
+                return Err(at("entity_id needs federation.trust_anchors"));
             }
         }
         if self.auth.session_idle_minutes <= 0 || self.auth.session_absolute_hours <= 0 {

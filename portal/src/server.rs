@@ -15,12 +15,13 @@ use sha2::{Digest, Sha256};
 use tera::Tera;
 
 use crate::applications::catalogue::Catalogue;
+use crate::auth::dev_idp::trust_anchor::{DevTrustAnchor, Subordinate};
 use crate::auth::dev_idp::{personas, DevIdp};
+use crate::auth::federation::trust_chain::TrustAnchor;
 use crate::auth::keys::{self, PortalKeys};
-use crate::auth::oidc::RelyingParty;
-use crate::auth::IdentityProvider;
+use crate::auth::oidc::{ProviderEntry, ProviderSource, RelyingParty};
 use crate::clock::SharedClock;
-use crate::config::{Config, Mode};
+use crate::config::{Config, Mode, ProviderKind};
 use crate::db::Db;
 use crate::jobs::{Handlers, JobContext, Worker, WorkerHandle};
 use crate::telemetry::Metrics;
@@ -54,8 +55,8 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     pub catalogue: Catalogue,
     pub relying_party: RelyingParty,
-    pub identity_providers: Vec<IdentityProvider>,
     pub dev_idp: Option<Box<DevIdp>>,
+    pub dev_trust_anchor: Option<Box<DevTrustAnchor>>,
     pub asset_version: String,
 }
 
@@ -117,6 +118,160 @@ fn asset_version(static_dir: &Path) -> String {
         .collect()
 }
 
+/// Who logs people in: the configured providers and trust anchors, and in development mode the
+/// development identity provider under its development trust anchor.
+struct Identity {
+    providers: Vec<ProviderEntry>,
+    anchors: Vec<TrustAnchor>,
+    dev_idp: Option<Box<DevIdp>>,
+    dev_trust_anchor: Option<Box<DevTrustAnchor>>,
+}
+
+fn identity_setup(
+    config: &Config,
+    public_url: &str,
+    client_id: &str,
+    keys: &PortalKeys,
+) -> Result<Identity, StartError> {
+    let setup = |e: String| StartError::Setup(e);
+    let mut anchors = Vec::new();
+    for anchor in &config.federation.trust_anchors {
+        let text = std::fs::read_to_string(&anchor.jwks_file).map_err(|e| {
+            setup(format!(
+                "trust anchor {}: {}: {e}",
+                anchor.entity_id,
+                anchor.jwks_file.display()
+            ))
+        })?;
+        let jwks: serde_json::Value = serde_json::from_str(&text).map_err(|e| {
+            setup(format!(
+                "trust anchor {}: {}: {e}",
+                anchor.entity_id,
+                anchor.jwks_file.display()
+            ))
+        })?;
+        anchors.push(TrustAnchor {
+            entity_id: anchor.entity_id.clone(),
+            jwks,
+        });
+    }
+    let mut providers = Vec::new();
+    for p in &config.auth.providers {
+        let source = match (&p.entity_id, &p.issuer, &p.metadata_file) {
+            (Some(entity_id), _, _) => ProviderSource::Federation {
+                entity_id: entity_id.clone(),
+            },
+            (None, Some(issuer), None) => ProviderSource::Discovery {
+                issuer: issuer.clone(),
+            },
+            (None, Some(issuer), Some(file)) => {
+                let text = std::fs::read_to_string(file).map_err(|e| {
+                    setup(format!(
+                        "auth.providers '{}': {}: {e}",
+                        p.id,
+                        file.display()
+                    ))
+                })?;
+                let metadata: serde_json::Value = serde_json::from_str(&text).map_err(|e| {
+                    setup(format!(
+                        "auth.providers '{}': {}: {e}",
+                        p.id,
+                        file.display()
+                    ))
+                })?;
+                if metadata.get("issuer").and_then(|v| v.as_str()) != Some(issuer.as_str())
+                    || metadata.get("jwks").is_none()
+                {
+                    return Err(setup(format!("auth.providers '{}': the metadata file must name the issuer and carry jwks", p.id)));
+                }
+                ProviderSource::Static { metadata }
+            }
+            (None, None, _) => {
+                return Err(setup(format!(
+                    "auth.providers '{}': no entity_id or issuer",
+                    p.id
+                )))
+            }
+        };
+        providers.push(ProviderEntry {
+            id: p.id.clone(),
+            kind: p.kind,
+            label: p.label.clone(),
+            source,
+        });
+    }
+    if !config.dev_idp_enabled() {
+        return Ok(Identity {
+            providers,
+            anchors,
+            dev_idp: None,
+            dev_trust_anchor: None,
+        });
+    }
+    if config.mode == Mode::Production {
+        return Err(setup(
+            "the development identity provider is refused in production mode".into(),
+        ));
+    }
+    let dir = keys::key_dir(&config.data_dir)?;
+    let idp = DevIdp::new(
+        public_url,
+        keys::read_or_generate(&dir.join("dev-idp.pem"))?,
+        keys::read_or_generate(&dir.join("dev-idp-federation.pem"))?,
+        client_id.to_string(),
+        keys.signing.public_jwk("sig", "RS256"),
+        keys.encryption.public_jwk("enc", "RSA-OAEP-256"),
+    );
+    let policy = serde_json::json!({ "openid_provider": {
+        "token_endpoint_auth_methods_supported": { "subset_of": ["private_key_jwt"] },
+        "userinfo_encryption_alg_values_supported": { "subset_of": ["RSA-OAEP", "RSA-OAEP-256"] },
+    } });
+    let ta = DevTrustAnchor::new(
+        public_url,
+        keys::read_or_generate(&dir.join("dev-ta.pem"))?,
+        vec![
+            Subordinate {
+                entity_id: idp.issuer.clone(),
+                jwks: idp.federation_jwks(),
+                metadata_policy: Some(policy),
+            },
+            Subordinate {
+                entity_id: client_id.to_string(),
+                jwks: serde_json::json!({ "keys": [keys.federation.public_jwk("sig", "RS256").as_ref()] }),
+                metadata_policy: None,
+            },
+        ],
+    );
+    anchors.push(TrustAnchor {
+        entity_id: ta.entity_id.clone(),
+        jwks: ta.jwks(),
+    });
+    for (id, kind, label) in [
+        ("spid", ProviderKind::Spid, "SPID (identità di prova)"),
+        ("cie", ProviderKind::Cie, "CIE (identità di prova)"),
+    ] {
+        if providers.iter().any(|p| p.id == id) {
+            return Err(setup(format!(
+                "auth.providers: the id '{id}' is the development provider's"
+            )));
+        }
+        providers.push(ProviderEntry {
+            id: id.into(),
+            kind,
+            label: label.into(),
+            source: ProviderSource::Federation {
+                entity_id: idp.issuer.clone(),
+            },
+        });
+    }
+    Ok(Identity {
+        providers,
+        anchors,
+        dev_idp: Some(Box::new(idp)),
+        dev_trust_anchor: Some(Box::new(ta)),
+    })
+}
+
 pub struct Server {
     pub addr: SocketAddr,
     pub public_url: String,
@@ -165,45 +320,16 @@ impl Server {
             .client_id
             .clone()
             .unwrap_or_else(|| public_url.clone());
+        let identity = identity_setup(&config, &public_url, &client_id, &keys)?;
         let relying_party = RelyingParty::new(
             client_id.clone(),
             format!("{public_url}/auth/callback"),
             keys.signing.clone(),
             keys.encryption.clone(),
+            identity.providers,
+            identity.anchors,
         )
         .map_err(|e| StartError::Setup(e.to_string()))?;
-
-        let (dev_idp, identity_providers) = if config.dev_idp_enabled() {
-            if config.mode == Mode::Production {
-                return Err(StartError::Setup(
-                    "the development identity provider is refused in production mode".into(),
-                ));
-            }
-            let idp_key =
-                keys::read_or_generate(&keys::key_dir(&config.data_dir)?.join("dev-idp.pem"))?;
-            let idp = DevIdp::new(
-                &public_url,
-                idp_key,
-                client_id,
-                keys.signing.public_jwk("sig", "RS256"),
-                keys.encryption.public_jwk("enc", "RSA-OAEP-256"),
-            );
-            let providers = vec![
-                IdentityProvider {
-                    id: "spid".into(),
-                    label: "SPID (identità di prova)".into(),
-                    issuer: idp.issuer.clone(),
-                },
-                IdentityProvider {
-                    id: "cie".into(),
-                    label: "CIE (identità di prova)".into(),
-                    issuer: idp.issuer.clone(),
-                },
-            ];
-            (Some(Box::new(idp)), providers)
-        } else {
-            (None, Vec::new())
-        };
 
         let metrics = Arc::new(Metrics::new());
         let state = web::Data::new(AppState {
@@ -216,8 +342,8 @@ impl Server {
             metrics: metrics.clone(),
             catalogue,
             relying_party,
-            identity_providers,
-            dev_idp,
+            dev_idp: identity.dev_idp,
+            dev_trust_anchor: identity.dev_trust_anchor,
             config: config.clone(),
         });
 
@@ -247,6 +373,7 @@ impl Server {
                 .configure(crate::auth::federation::routes)
                 .configure(crate::citizen::routes)
                 .configure(crate::auth::dev_idp::routes)
+                .configure(crate::auth::dev_idp::trust_anchor::routes)
         })
         .listen(listener)
         .map_err(|e| StartError::Setup(e.to_string()))?

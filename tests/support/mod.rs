@@ -146,6 +146,7 @@ impl Drop for TestDatabase {
 
 pub struct TestApp {
     pub url: String,
+    pub config: Config,
     pub server: Option<Server>,
     pub client: reqwest::Client,
     pub jar: Arc<reqwest::cookie::Jar>,
@@ -173,18 +174,23 @@ pub async fn spawn_app() -> TestApp {
 }
 
 pub async fn spawn_app_with(customise: impl FnOnce(&mut Config)) -> TestApp {
+    // `TEST_LOG=1` shows the server's logs (e.g. why a login was refused).
+    if std::env::var_os("TEST_LOG").is_some() {
+        portal::telemetry::init_logging(&portal::config::LogConfig::default());
+    }
     let dir = tempfile::tempdir().expect("temporary folder");
     let database = TestDatabase::create(dir.path()).await;
     let mut config = test_config(dir.path(), &database.url);
     customise(&mut config);
     let clock = ManualClock::new(SystemClock.now_ms());
-    let server = Server::start(config, Arc::new(clock.clone()))
+    let server = Server::start(config.clone(), Arc::new(clock.clone()))
         .await
         .expect("Sportello starts");
     let url = format!("http://{}", server.addr);
     let (client, jar) = new_client();
     TestApp {
         url,
+        config,
         server: Some(server),
         client,
         jar,
@@ -323,6 +329,21 @@ impl TestApp {
             .await
             .expect("page");
         hidden_field(&html, "csrf_token").expect("csrf token on the page")
+    }
+
+    /// Stops the server and starts it again on the same address, data and database, with changes.
+    pub async fn restart_with(&mut self, customise: impl FnOnce(&mut Config)) {
+        if let Some(server) = self.server.take() {
+            server.stop().await;
+        }
+        let mut config = self.config.clone();
+        config.http.addr = self.url.trim_start_matches("http://").to_string();
+        customise(&mut config);
+        let server = Server::start(config.clone(), Arc::new(self.clock.clone()))
+            .await
+            .expect("Sportello restarts");
+        self.config = config;
+        self.server = Some(server);
     }
 
     pub async fn stop(mut self) {

@@ -65,8 +65,16 @@ impl NamedKey {
         Ok(NamedKey::new(RsaKeyPair::generate(2048)?))
     }
 
+    /// Reads a PKCS#8 (or PKCS#1) PEM RSA key of at least 2048 bits. The key is not tied to an
+    /// algorithm: the same key type serves signatures and decryption.
     pub fn from_pem(pem: &[u8]) -> Result<NamedKey, KeyError> {
-        Ok(NamedKey::new(RS256.key_pair_from_pem(pem)?))
+        let pair = RsaKeyPair::from_pem(pem)?;
+        if pair.key_len() < 256 {
+            return Err(KeyError::Missing(
+                "RSA keys must have at least 2048 bits".into(),
+            ));
+        }
+        Ok(NamedKey::new(pair))
     }
 
     pub fn to_pem(&self) -> Vec<u8> {
@@ -97,6 +105,20 @@ impl NamedKey {
         let signer = RS256.signer_from_jwk(&self.pair.to_jwk_private_key())?;
         Ok(jwt::encode_with_signer(payload, &header, &signer)?)
     }
+}
+
+/// Sets `iat` to now and `exp` to now + `lifetime`, in whole seconds (josekit would write fractions).
+pub fn set_lifetime(
+    payload: &mut JwtPayload,
+    lifetime: std::time::Duration,
+) -> Result<(), KeyError> {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    payload.set_claim("iat", Some(now.into()))?;
+    payload.set_claim("exp", Some((now + lifetime.as_secs()).into()))?;
+    Ok(())
 }
 
 /// The portal's keys: two for OpenID Connect, one for the federation.
@@ -193,6 +215,17 @@ mod tests {
         assert_eq!(mode, 0o600);
         let again = read_or_generate(&path)?;
         assert_eq!(first.kid, again.kid);
+        // A key read back works for decryption as well as signatures (no algorithm pinned on it).
+        let encrypter = josekit::jwe::RSA_OAEP_256
+            .encrypter_from_jwk(&first.public_jwk("enc", "RSA-OAEP-256"))?;
+        let mut header = josekit::jwe::JweHeader::new();
+        header.set_content_encryption("A256CBC-HS512");
+        let jwe = josekit::jwe::serialize_compact(b"ciao", &header, &encrypter)?;
+        let decrypter = josekit::jwe::RSA_OAEP_256.decrypter_from_jwk(&again.private_jwk())?;
+        assert_eq!(
+            josekit::jwe::deserialize_compact(&jwe, &decrypter)?.0,
+            b"ciao"
+        );
         assert!(!format!("{first:?}").contains("PRIVATE"));
         Ok(())
     }

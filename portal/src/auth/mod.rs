@@ -28,18 +28,8 @@ pub const LOGIN_LEVEL: u8 = 2;
 /// A login in progress, kept in the (pre-login) session.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct PendingLogin {
-    pub provider: String,
     pub request: AuthRequest,
     pub next: String,
-}
-
-/// An identity provider the login page offers.
-#[derive(Debug, Clone, Serialize)]
-pub struct IdentityProvider {
-    /// `spid` or `cie`.
-    pub id: String,
-    pub label: String,
-    pub issuer: String,
 }
 
 /// Only local paths are followed after login.
@@ -57,7 +47,7 @@ fn safe_next(next: Option<&str>) -> String {
 fn login_context(ctx: &mut Context, state: &AppState, next: &str) {
     let encoded: String = url::form_urlencoded::byte_serialize(next.as_bytes()).collect();
     ctx.insert("next_q", &encoded);
-    ctx.insert("providers", &state.identity_providers);
+    ctx.insert("providers", state.relying_party.providers());
 }
 
 #[derive(Debug, Deserialize)]
@@ -94,7 +84,8 @@ async fn start(
         return Ok(see_other(&next));
     }
     let provider = state
-        .identity_providers
+        .relying_party
+        .providers()
         .iter()
         .find(|p| p.id == query.provider)
         .ok_or_else(|| {
@@ -102,14 +93,10 @@ async fn start(
         })?;
     let (url, request) = state
         .relying_party
-        .start(&provider.issuer, LOGIN_LEVEL)
+        .start(&provider.id, LOGIN_LEVEL)
         .await
         .map_err(|e| AppError::Login(e.to_string()))?;
-    let pending = PendingLogin {
-        provider: provider.id.clone(),
-        request,
-        next,
-    };
+    let pending = PendingLogin { request, next };
     let mut response = see_other(&url);
     match current {
         Some(mut s) => {
@@ -224,7 +211,7 @@ async fn complete_login(
     let data = SessionData {
         principal: Some(principal),
         provider_token: Some(ProviderToken {
-            issuer: pending.request.issuer.clone(),
+            provider: pending.request.provider.clone(),
             access_token: identity.access_token.clone(),
         }),
         ..SessionData::default()
@@ -234,7 +221,7 @@ async fn complete_login(
     response
         .add_cookie(&session::cookie(state, token))
         .map_err(|e| AppError::Internal(e.to_string()))?;
-    tracing::info!(provider = %pending.provider, level = identity.level, "login completed");
+    tracing::info!(provider = %pending.request.provider, level = identity.level, "login completed");
     Ok(response)
 }
 
@@ -295,7 +282,7 @@ async fn logout(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResp
             // The session ends whatever the provider says; a failed revocation is only logged.
             if let Err(e) = state
                 .relying_party
-                .revoke(&token.issuer, &token.access_token)
+                .revoke(&token.provider, &token.access_token)
                 .await
             {
                 tracing::warn!(error = %e, "token revocation at logout failed");

@@ -22,6 +22,7 @@ use rand::distr::{Alphanumeric, SampleString};
 use serde::{Deserialize, Serialize};
 use tokio::sync::RwLock;
 
+use crate::auth::federation::trust_chain::{self, TrustAnchor};
 use crate::auth::keys::NamedKey;
 use crate::domain::CodiceFiscale;
 
@@ -90,6 +91,8 @@ pub fn requested_claims() -> serde_json::Value {
 /// What the relying party keeps between the redirect and the callback (in the session).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct AuthRequest {
+    /// The id of the provider entry (see [`ProviderEntry`]).
+    pub provider: String,
     pub issuer: String,
     pub state: String,
     pub nonce: String,
@@ -151,13 +154,38 @@ impl Provider {
     }
 }
 
+/// How a provider's metadata is obtained.
+#[derive(Debug, Clone)]
+pub enum ProviderSource {
+    /// Through the federation: a trust chain from `entity_id` to a trust anchor.
+    Federation { entity_id: String },
+    /// By OpenID discovery at `issuer`.
+    Discovery { issuer: String },
+    /// A static registration: the provider's metadata, with its `jwks`.
+    Static { metadata: serde_json::Value },
+}
+
+/// An identity provider offered on the login page.
+#[derive(Debug, Clone, Serialize)]
+pub struct ProviderEntry {
+    pub id: String,
+    /// `spid` or `cie`.
+    pub kind: crate::config::ProviderKind,
+    pub label: String,
+    #[serde(skip)]
+    pub source: ProviderSource,
+}
+
 pub struct RelyingParty {
+    providers: Vec<ProviderEntry>,
+    anchors: Vec<TrustAnchor>,
     client_id: String,
     redirect_uri: String,
     signing_key: NamedKey,
     encryption_key: NamedKey,
     http: reqwest::Client,
-    discovered: RwLock<HashMap<String, (Instant, Provider)>>,
+    /// Resolved providers by entry id, with the instant they must be resolved again.
+    resolved: RwLock<HashMap<String, (Instant, Provider)>>,
 }
 
 impl std::fmt::Debug for RelyingParty {
@@ -183,6 +211,8 @@ impl RelyingParty {
         redirect_uri: String,
         signing_key: NamedKey,
         encryption_key: NamedKey,
+        providers: Vec<ProviderEntry>,
+        anchors: Vec<TrustAnchor>,
     ) -> Result<RelyingParty, OidcError> {
         let http = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
@@ -190,12 +220,14 @@ impl RelyingParty {
             .build()
             .map_err(protocol)?;
         Ok(RelyingParty {
+            providers,
+            anchors,
             client_id,
             redirect_uri,
             signing_key,
             encryption_key,
             http,
-            discovered: RwLock::new(HashMap::new()),
+            resolved: RwLock::new(HashMap::new()),
         })
     }
 
@@ -203,52 +235,142 @@ impl RelyingParty {
         &self.client_id
     }
 
-    async fn provider(&self, issuer: &str) -> Result<Provider, OidcError> {
-        if let Some((at, provider)) = self.discovered.read().await.get(issuer) {
-            if at.elapsed() < DISCOVERY_TTL {
+    pub fn providers(&self) -> &[ProviderEntry] {
+        &self.providers
+    }
+
+    /// The provider of entry `id`, resolved (and cached until its metadata or chain expires).
+    async fn provider(&self, id: &str) -> Result<Provider, OidcError> {
+        if let Some((until, provider)) = self.resolved.read().await.get(id) {
+            if Instant::now() < *until {
                 return Ok(provider.clone());
             }
         }
-        let fail = |reason: String| OidcError::Discovery {
-            issuer: issuer.to_string(),
-            reason,
+        let entry = self
+            .providers
+            .iter()
+            .find(|p| p.id == id)
+            .ok_or_else(|| protocol(format!("no provider '{id}'")))?;
+        let (provider, ttl) = match &entry.source {
+            ProviderSource::Federation { entity_id } => {
+                let now_s = SystemTime::now()
+                    .duration_since(SystemTime::UNIX_EPOCH)
+                    .map(|d| d.as_secs() as i64)
+                    .unwrap_or(0);
+                let chain = trust_chain::resolve(
+                    &trust_chain::HttpFetcher(&self.http),
+                    entity_id,
+                    &self.anchors,
+                    now_s,
+                )
+                .await
+                .map_err(|e| OidcError::Discovery {
+                    issuer: entity_id.clone(),
+                    reason: e.to_string(),
+                })?;
+                let metadata =
+                    chain
+                        .metadata("openid_provider")
+                        .map_err(|e| OidcError::Discovery {
+                            issuer: entity_id.clone(),
+                            reason: e.to_string(),
+                        })?;
+                let provider = self.provider_from_metadata(metadata, entity_id).await?;
+                let left = Duration::from_secs((chain.expires_at - now_s).max(0) as u64);
+                (provider, left.min(DISCOVERY_TTL))
+            }
+            ProviderSource::Discovery { issuer } => {
+                let fail = |reason: String| OidcError::Discovery {
+                    issuer: issuer.clone(),
+                    reason,
+                };
+                let url = format!(
+                    "{}/.well-known/openid-configuration",
+                    issuer.trim_end_matches('/')
+                );
+                let response = self
+                    .http
+                    .get(&url)
+                    .send()
+                    .await
+                    .map_err(|e| fail(e.to_string()))?;
+                if !response.status().is_success() {
+                    return Err(fail(format!("status {}", response.status())));
+                }
+                let raw: serde_json::Value =
+                    response.json().await.map_err(|e| fail(e.to_string()))?;
+                (
+                    self.provider_from_metadata(raw, issuer).await?,
+                    DISCOVERY_TTL,
+                )
+            }
+            ProviderSource::Static { metadata } => {
+                let issuer = metadata
+                    .get("issuer")
+                    .and_then(|v| v.as_str())
+                    .unwrap_or_default()
+                    .to_string();
+                (
+                    self.provider_from_metadata(metadata.clone(), &issuer)
+                        .await?,
+                    Duration::from_secs(365 * 86_400),
+                )
+            }
         };
-        let url = format!(
-            "{}/.well-known/openid-configuration",
-            issuer.trim_end_matches('/')
-        );
-        let response = self
-            .http
-            .get(&url)
-            .send()
-            .await
-            .map_err(|e| fail(e.to_string()))?;
-        if !response.status().is_success() {
-            return Err(fail(format!("status {}", response.status())));
-        }
-        let raw: serde_json::Value = response.json().await.map_err(|e| fail(e.to_string()))?;
-        if raw.get("issuer").and_then(|v| v.as_str()) != Some(issuer) {
-            return Err(fail("the metadata names another issuer".into()));
-        }
-        let metadata: CoreProviderMetadata =
-            serde_json::from_value(raw.clone()).map_err(|e| fail(e.to_string()))?;
-        let jwks = CoreJsonWebKeySet::fetch_async(metadata.jwks_uri(), &self.http)
-            .await
-            .map_err(|e| fail(format!("keys: {}", error_chain(&e))))?;
-        let provider = Provider {
-            metadata: metadata.set_jwks(jwks),
-            raw,
-        };
-        self.discovered
+        self.resolved
             .write()
             .await
-            .insert(issuer.to_string(), (Instant::now(), provider.clone()));
+            .insert(id.to_string(), (Instant::now() + ttl, provider.clone()));
         Ok(provider)
     }
 
+    /// A provider from its metadata: the issuer must be the one expected; keys inline (`jwks`, as in
+    /// the federation and static registrations) or fetched from `jwks_uri`.
+    async fn provider_from_metadata(
+        &self,
+        mut raw: serde_json::Value,
+        expected_issuer: &str,
+    ) -> Result<Provider, OidcError> {
+        let fail = |reason: String| OidcError::Discovery {
+            issuer: expected_issuer.to_string(),
+            reason,
+        };
+        if raw.get("issuer").and_then(|v| v.as_str()) != Some(expected_issuer) {
+            return Err(fail("the metadata names another issuer".into()));
+        }
+        let inline: Option<CoreJsonWebKeySet> = match raw.get("jwks") {
+            Some(jwks) => {
+                Some(serde_json::from_value(jwks.clone()).map_err(|e| fail(format!("jwks: {e}")))?)
+            }
+            None => None,
+        };
+        if inline.is_some() && raw.get("jwks_uri").is_none() {
+            // The library wants a jwks_uri; with inline keys it is never fetched.
+            raw["jwks_uri"] = format!("{}/jwks", expected_issuer.trim_end_matches('/')).into();
+        }
+        let metadata: CoreProviderMetadata =
+            serde_json::from_value(raw.clone()).map_err(|e| fail(e.to_string()))?;
+        let jwks = match inline {
+            Some(jwks) => jwks,
+            None => CoreJsonWebKeySet::fetch_async(metadata.jwks_uri(), &self.http)
+                .await
+                .map_err(|e| fail(format!("keys: {}", error_chain(&e))))?,
+        };
+        Ok(Provider {
+            metadata: metadata.set_jwks(jwks),
+            raw,
+        })
+    }
+
     /// The URL to send the browser to, and what to keep for the callback.
-    pub async fn start(&self, issuer: &str, level: u8) -> Result<(String, AuthRequest), OidcError> {
-        let provider = self.provider(issuer).await?;
+    pub async fn start(
+        &self,
+        provider_id: &str,
+        level: u8,
+    ) -> Result<(String, AuthRequest), OidcError> {
+        let provider = self.provider(provider_id).await?;
+        let issuer = provider.endpoint("issuer").unwrap_or_default();
+        let issuer = issuer.as_str();
         let client = CoreClient::from_provider_metadata(
             provider.metadata,
             ClientId::new(self.client_id.clone()),
@@ -274,6 +396,7 @@ impl RelyingParty {
             .add_extra_param("request", request_object)
             .url();
         let request = AuthRequest {
+            provider: provider_id.to_string(),
             issuer: issuer.to_string(),
             state,
             nonce,
@@ -328,7 +451,7 @@ impl RelyingParty {
         if iss.is_some_and(|iss| iss != request.issuer) {
             return Err(protocol("the iss parameter names another provider"));
         }
-        let provider = self.provider(&request.issuer).await?;
+        let provider = self.provider(&request.provider).await?;
         let token_endpoint = provider
             .endpoint("token_endpoint")
             .ok_or_else(|| protocol("no token endpoint"))?;
@@ -498,8 +621,8 @@ impl RelyingParty {
     }
 
     /// Revokes an access token at its provider (RFC 7009, `private_key_jwt`); best effort at logout.
-    pub async fn revoke(&self, issuer: &str, access_token: &str) -> Result<(), OidcError> {
-        let provider = self.provider(issuer).await?;
+    pub async fn revoke(&self, provider_id: &str, access_token: &str) -> Result<(), OidcError> {
+        let provider = self.provider(provider_id).await?;
         let Some(endpoint) = provider.endpoint("revocation_endpoint") else {
             return Ok(());
         };
@@ -624,6 +747,8 @@ mod tests {
             "https://rp.example.it/auth/callback".into(),
             NamedKey::generate()?,
             encryption.clone(),
+            Vec::new(),
+            Vec::new(),
         )?;
         Ok((rp, encryption))
     }

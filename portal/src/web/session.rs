@@ -26,7 +26,8 @@ pub struct SessionData {
 
 #[derive(Clone, Serialize, Deserialize)]
 pub struct ProviderToken {
-    pub issuer: String,
+    /// The provider entry's id.
+    pub provider: String,
     pub access_token: String,
 }
 
@@ -34,8 +35,8 @@ impl std::fmt::Debug for ProviderToken {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "ProviderToken {{ issuer: {}, access_token: [redacted] }}",
-            self.issuer
+            "ProviderToken {{ provider: {}, access_token: [redacted] }}",
+            self.provider
         )
     }
 }

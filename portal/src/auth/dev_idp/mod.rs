@@ -6,6 +6,7 @@
 //! ([`Fault`]), to see each refusal of the relying party. It is refused outside development mode.
 
 pub mod personas;
+pub mod trust_anchor;
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -162,6 +163,7 @@ struct IssuedToken {
 pub struct DevIdp {
     pub issuer: String,
     key: NamedKey,
+    federation_key: NamedKey,
     client_id: String,
     client_key: Jwk,
     client_encryption_key: Jwk,
@@ -229,6 +231,7 @@ impl DevIdp {
     pub fn new(
         public_url: &str,
         key: NamedKey,
+        federation_key: NamedKey,
         client_id: String,
         client_key: Jwk,
         client_encryption_key: Jwk,
@@ -236,6 +239,7 @@ impl DevIdp {
         DevIdp {
             issuer: format!("{public_url}/dev-idp"),
             key,
+            federation_key,
             client_id,
             client_key,
             client_encryption_key,
@@ -244,6 +248,11 @@ impl DevIdp {
             codes: Mutex::new(HashMap::new()),
             tokens: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Its federation keys, for the trust anchor's statement about it.
+    pub fn federation_jwks(&self) -> serde_json::Value {
+        serde_json::json!({ "keys": [self.federation_key.public_jwk("sig", "RS256").as_ref()] })
     }
 
     fn endpoint(&self, name: &str) -> String {
@@ -364,7 +373,7 @@ impl DevIdp {
                 header.set_token_type("JWT");
                 header.set_key_id(self.key.kid.clone());
                 let signer = RS256
-                    .signer_from_jwk(&other.private_jwk())
+                    .signer_from_pem(other.to_pem())
                     .map_err(server_error)?;
                 jwt::encode_with_signer(&payload, &header, &signer).map_err(server_error)
             }
@@ -418,35 +427,80 @@ fn idp(state: &AppState) -> Result<&DevIdp, AppError> {
     state.dev_idp.as_deref().ok_or(AppError::NotFound)
 }
 
+impl DevIdp {
+    /// The provider's OpenID metadata (as discovery serves it, and inside its entity configuration).
+    fn metadata(&self) -> serde_json::Value {
+        let idp = self;
+        serde_json::json!({
+            "issuer": idp.issuer,
+            "authorization_endpoint": idp.endpoint("authorize"),
+            "token_endpoint": idp.endpoint("token"),
+            "userinfo_endpoint": idp.endpoint("userinfo"),
+            "revocation_endpoint": idp.endpoint("revoke"),
+            "jwks_uri": idp.endpoint("jwks"),
+            "response_types_supported": ["code"],
+            "response_modes_supported": ["query", "form_post"],
+            "grant_types_supported": ["authorization_code"],
+            "subject_types_supported": ["pairwise"],
+            "id_token_signing_alg_values_supported": ["RS256"],
+            "userinfo_signing_alg_values_supported": ["RS256"],
+            "userinfo_encryption_alg_values_supported": ["RSA-OAEP", "RSA-OAEP-256"],
+            "userinfo_encryption_enc_values_supported": ["A128CBC-HS256", "A256CBC-HS512"],
+            "request_object_signing_alg_values_supported": ["RS256"],
+            "request_parameter_supported": true,
+            "token_endpoint_auth_methods_supported": ["private_key_jwt"],
+            "token_endpoint_auth_signing_alg_values_supported": ["RS256"],
+            "code_challenge_methods_supported": ["S256"],
+            "scopes_supported": ["openid", "profile"],
+            "acr_values_supported": [acr_for_level(1), acr_for_level(2), acr_for_level(3)],
+            "claims_parameter_supported": true,
+            "authorization_response_iss_parameter_supported": true,
+            "claims_supported": ["sub", "given_name", "family_name", "birthdate", "email", "phone_number", FISCAL_NUMBER]
+        })
+    }
+}
+
 #[get("/dev-idp/.well-known/openid-configuration")]
 async fn discovery(state: web::Data<AppState>) -> Result<HttpResponse, AppError> {
+    Ok(HttpResponse::Ok().json(idp(&state)?.metadata()))
+}
+
+/// The provider's entity configuration: under the development trust anchor, its OpenID metadata
+/// with the keys inline, signed with its federation key.
+#[get("/dev-idp/.well-known/openid-federation")]
+async fn entity_configuration(state: web::Data<AppState>) -> Result<HttpResponse, AppError> {
     let idp = idp(&state)?;
-    Ok(HttpResponse::Ok().json(serde_json::json!({
-        "issuer": idp.issuer,
-        "authorization_endpoint": idp.endpoint("authorize"),
-        "token_endpoint": idp.endpoint("token"),
-        "userinfo_endpoint": idp.endpoint("userinfo"),
-        "revocation_endpoint": idp.endpoint("revoke"),
-        "jwks_uri": idp.endpoint("jwks"),
-        "response_types_supported": ["code"],
-        "response_modes_supported": ["query", "form_post"],
-        "grant_types_supported": ["authorization_code"],
-        "subject_types_supported": ["pairwise"],
-        "id_token_signing_alg_values_supported": ["RS256"],
-        "userinfo_signing_alg_values_supported": ["RS256"],
-        "userinfo_encryption_alg_values_supported": ["RSA-OAEP", "RSA-OAEP-256"],
-        "userinfo_encryption_enc_values_supported": ["A128CBC-HS256", "A256CBC-HS512"],
-        "request_object_signing_alg_values_supported": ["RS256"],
-        "request_parameter_supported": true,
-        "token_endpoint_auth_methods_supported": ["private_key_jwt"],
-        "token_endpoint_auth_signing_alg_values_supported": ["RS256"],
-        "code_challenge_methods_supported": ["S256"],
-        "scopes_supported": ["openid", "profile"],
-        "acr_values_supported": [acr_for_level(1), acr_for_level(2), acr_for_level(3)],
-        "claims_parameter_supported": true,
-        "authorization_response_iss_parameter_supported": true,
-        "claims_supported": ["sub", "given_name", "family_name", "birthdate", "email", "phone_number", FISCAL_NUMBER]
-    })))
+    let ta = state
+        .dev_trust_anchor
+        .as_deref()
+        .ok_or(AppError::NotFound)?;
+    let mut metadata = idp.metadata();
+    metadata["jwks"] = serde_json::json!({ "keys": [idp.key.public_jwk("sig", "RS256").as_ref()] });
+    let mut payload = JwtPayload::new();
+    payload.set_issuer(&idp.issuer);
+    payload.set_subject(&idp.issuer);
+    crate::auth::keys::set_lifetime(&mut payload, Duration::from_secs(86_400))
+        .map_err(|e| AppError::Internal(e.to_string()))?;
+    let claims = [
+        ("jwks", idp.federation_jwks()),
+        ("authority_hints", serde_json::json!([ta.entity_id])),
+        (
+            "metadata",
+            serde_json::json!({ "openid_provider": metadata }),
+        ),
+    ];
+    for (name, value) in claims {
+        payload
+            .set_claim(name, Some(value))
+            .map_err(|e| AppError::Internal(e.to_string()))?;
+    }
+    let jwt = idp
+        .federation_key
+        .sign(&payload, "entity-statement+jwt")
+        .map_err(|e| AppError::Internal(e.to_string()))?;
+    Ok(HttpResponse::Ok()
+        .content_type(crate::auth::federation::CONTENT_TYPE)
+        .body(jwt))
 }
 
 #[get("/dev-idp/jwks")]
@@ -744,6 +798,7 @@ async fn revoke(
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.service(discovery)
+        .service(entity_configuration)
         .service(jwks)
         .service(authorize)
         .service(choose)

@@ -1,6 +1,8 @@
 //! The portal in the SPID/CIE OpenID Connect federation: its entity configuration, published at
 //! `/.well-known/openid-federation` as a JWT signed with the federation key.
 
+pub mod trust_chain;
+
 use actix_web::{get, web, HttpResponse};
 use josekit::jwt::JwtPayload;
 
@@ -18,6 +20,14 @@ pub fn entity_configuration(state: &AppState) -> serde_json::Value {
     let hours = federation.entity_configuration_hours.max(1);
     let keys = &state.keys;
     let contacts = vec![state.config.ente.contact_email.clone()];
+    // In development the portal belongs to the development trust anchor's federation.
+    let authority_hints = match (
+        &state.dev_trust_anchor,
+        federation.authority_hints.is_empty(),
+    ) {
+        (Some(ta), true) => vec![ta.entity_id.clone()],
+        _ => federation.authority_hints.clone(),
+    };
     let mut entity = serde_json::json!({
         "organization_name": federation.organization_name.clone().unwrap_or_else(|| state.config.ente.name.clone()),
         "homepage_uri": public,
@@ -33,7 +43,7 @@ pub fn entity_configuration(state: &AppState) -> serde_json::Value {
         "iat": now_ms / 1000,
         "exp": now_ms / 1000 + hours * 3600,
         "jwks": { "keys": [keys.federation.public_jwk("sig", "RS256").as_ref()] },
-        "authority_hints": federation.authority_hints,
+        "authority_hints": authority_hints,
         "trust_marks": federation.trust_marks.iter()
             .map(|m| serde_json::json!({ "id": m.id, "trust_mark": m.trust_mark }))
             .collect::<Vec<_>>(),
