@@ -80,6 +80,17 @@ async fn axe(client: &Client) -> Vec<String> {
     serde_json::from_value(result).expect("a list of violations")
 }
 
+async fn click(client: &Client, locator: Locator<'_>) {
+    client.find(locator).await.unwrap().click().await.unwrap();
+}
+
+/// On the development provider's page: picks the persona and logs in.
+async fn choose_persona(client: &Client, persona: &str) {
+    let label = format!("label[for=persona-{persona}]");
+    click(client, Locator::Css(&label)).await;
+    click(client, Locator::Css("button[value=accedi]")).await;
+}
+
 /// Adds the page's violations, named after the page, to `all`.
 async fn check(client: &Client, page: &str, all: &mut Vec<String>) {
     all.extend(
@@ -106,13 +117,7 @@ async fn a_citizen_logs_in_with_chromium_and_every_page_passes_axe() {
         .contains("Servizi sociali online"));
     check(&client, "home", &mut violations).await;
 
-    client
-        .find(Locator::LinkText("Accedi all'area personale"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(&client, Locator::LinkText("Accedi all'area personale")).await;
     assert!(client
         .current_url()
         .await
@@ -121,13 +126,7 @@ async fn a_citizen_logs_in_with_chromium_and_every_page_passes_axe() {
         .starts_with("/accedi"));
     check(&client, "login", &mut violations).await;
 
-    client
-        .find(Locator::LinkText("Entra con SPID"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(&client, Locator::LinkText("Entra con SPID")).await;
     assert!(client
         .current_url()
         .await
@@ -135,20 +134,7 @@ async fn a_citizen_logs_in_with_chromium_and_every_page_passes_axe() {
         .path()
         .starts_with("/dev-idp/authorize"));
     check(&client, "identity provider", &mut violations).await;
-    client
-        .find(Locator::Css("label[for=persona-giulia-bianchi]"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
-    client
-        .find(Locator::Css("button[value=accedi]"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    choose_persona(&client, "giulia-bianchi").await;
 
     let cf = client
         .wait()
@@ -159,13 +145,7 @@ async fn a_citizen_logs_in_with_chromium_and_every_page_passes_axe() {
     assert!(client.source().await.unwrap().contains("Giulia Bianchi"));
     check(&client, "area personale", &mut violations).await;
 
-    client
-        .find(Locator::LinkText("Impostazioni"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(&client, Locator::LinkText("Impostazioni")).await;
     check(&client, "impostazioni", &mut violations).await;
 
     client
@@ -174,19 +154,30 @@ async fn a_citizen_logs_in_with_chromium_and_every_page_passes_axe() {
         .unwrap();
     check(&client, "404", &mut violations).await;
 
-    client
-        .find(Locator::Css("button.sportello-logout"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(&client, Locator::Css("button.sportello-logout")).await;
     client
         .wait()
         .for_element(Locator::Css("[role=status]"))
         .await
         .unwrap();
     assert!(client.source().await.unwrap().contains("Sei uscito"));
+
+    // The administration page, as the administrator persona.
+    click(&client, Locator::LinkText("Accedi all'area personale")).await;
+    click(&client, Locator::LinkText("Entra con SPID")).await;
+    choose_persona(&client, "elena-ferri").await;
+    client
+        .wait()
+        .for_element(Locator::LinkText("Gestione operatori"))
+        .await
+        .unwrap();
+    click(&client, Locator::LinkText("Gestione operatori")).await;
+    client
+        .wait()
+        .for_element(Locator::Css("table caption"))
+        .await
+        .unwrap();
+    check(&client, "gestione operatori", &mut violations).await;
 
     // The harness itself: axe does report a violation when there is one.
     client

@@ -93,6 +93,8 @@ pub struct AuthConfig {
     pub client_id: Option<String>,
     /// The identity providers offered on the login page (besides the development one).
     pub providers: Vec<ProviderConfig>,
+    /// The SPID level the staff administration pages need (2 or 3).
+    pub staff_admin_level: u8,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -267,6 +269,7 @@ impl Default for AuthConfig {
             session_absolute_hours: 8,
             client_id: None,
             providers: Vec::new(),
+            staff_admin_level: 2,
         }
     }
 }
@@ -344,6 +347,11 @@ impl Config {
                     "public_url: must be an http(s) URL".into(),
                 ));
             }
+        }
+        if !(2..=3).contains(&self.auth.staff_admin_level) {
+            return Err(ConfigError::Invalid(
+                "auth.staff_admin_level: 2 or 3".into(),
+            ));
         }
         let mut ids = std::collections::HashSet::new();
         for p in &self.auth.providers {

@@ -12,5 +12,6 @@ pub mod domain;
 pub mod jobs;
 pub mod pages;
 pub mod server;
+pub mod staff;
 pub mod telemetry;
 pub mod web;

@@ -372,6 +372,7 @@ impl Server {
                 .configure(crate::auth::routes)
                 .configure(crate::auth::federation::routes)
                 .configure(crate::citizen::routes)
+                .configure(crate::staff::routes)
                 .configure(crate::auth::dev_idp::routes)
                 .configure(crate::auth::dev_idp::trust_anchor::routes)
         })

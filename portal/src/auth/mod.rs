@@ -44,15 +44,17 @@ fn safe_next(next: Option<&str>) -> String {
     }
 }
 
-fn login_context(ctx: &mut Context, state: &AppState, next: &str) {
+fn login_context(ctx: &mut Context, state: &AppState, next: &str, level: u8) {
     let encoded: String = url::form_urlencoded::byte_serialize(next.as_bytes()).collect();
     ctx.insert("next_q", &encoded);
+    ctx.insert("level", &level.clamp(LOGIN_LEVEL, 3));
     ctx.insert("providers", state.relying_party.providers());
 }
 
 #[derive(Debug, Deserialize)]
 struct LoginPageQuery {
     next: Option<String>,
+    livello: Option<u8>,
 }
 
 #[get("/accedi")]
@@ -62,7 +64,12 @@ async fn login_page(
     query: web::Query<LoginPageQuery>,
 ) -> Result<HttpResponse, AppError> {
     let mut ctx = Context::new();
-    login_context(&mut ctx, &state, &safe_next(query.next.as_deref()));
+    login_context(
+        &mut ctx,
+        &state,
+        &safe_next(query.next.as_deref()),
+        query.livello.unwrap_or(LOGIN_LEVEL),
+    );
     render(&state, &req, "login.html", ctx)
 }
 
@@ -70,6 +77,8 @@ async fn login_page(
 struct StartQuery {
     provider: String,
     next: Option<String>,
+    /// The SPID level the page asking for the login needs (2 when absent).
+    level: Option<u8>,
 }
 
 #[get("/auth/login")]
@@ -79,8 +88,14 @@ async fn start(
     query: web::Query<StartQuery>,
 ) -> Result<HttpResponse, AppError> {
     let next = safe_next(query.next.as_deref());
+    let level = query.level.unwrap_or(LOGIN_LEVEL).clamp(LOGIN_LEVEL, 3);
     let current = session::current(&req);
-    if current.as_ref().is_some_and(|s| s.data.principal.is_some()) {
+    let held = current
+        .as_ref()
+        .and_then(|s| s.data.principal.as_ref())
+        .and_then(|p| p.person())
+        .map(|p| p.spid_level);
+    if held.is_some_and(|held| held >= level) {
         return Ok(see_other(&next));
     }
     let provider = state
@@ -93,7 +108,7 @@ async fn start(
         })?;
     let (url, request) = state
         .relying_party
-        .start(&provider.id, LOGIN_LEVEL)
+        .start(&provider.id, level)
         .await
         .map_err(|e| AppError::Login(e.to_string()))?;
     let pending = PendingLogin { request, next };
@@ -192,7 +207,7 @@ async fn complete_login(
         cleared.data.pending_login = None;
         session::save(&state.db, &cleared).await?;
         let mut ctx = Context::new();
-        login_context(&mut ctx, state, &pending.next);
+        login_context(&mut ctx, state, &pending.next, pending.request.level);
         ctx.insert("cancelled", &true);
         return render(state, req, "login.html", ctx);
     }
@@ -294,6 +309,33 @@ async fn logout(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResp
         .add_cookie(&session::removal_cookie(&state))
         .map_err(|e| AppError::Internal(e.to_string()))?;
     Ok(response)
+}
+
+/// The page needs a person logged in at `level` or above: `None` when so; otherwise where to send the
+/// browser — the login page, or straight back to the same provider for the higher level (step-up),
+/// returning to this page afterwards.
+pub fn require_level(req: &HttpRequest, principal: &Principal, level: u8) -> Option<HttpResponse> {
+    let here: String = url::form_urlencoded::byte_serialize(
+        req.uri()
+            .path_and_query()
+            .map(|p| p.as_str())
+            .unwrap_or("/")
+            .as_bytes(),
+    )
+    .collect();
+    let Some(person) = principal.person() else {
+        return Some(see_other(&format!("/accedi?next={here}&livello={level}")));
+    };
+    if person.spid_level >= level {
+        return None;
+    }
+    let provider = session::current(req).and_then(|s| s.data.provider_token.map(|t| t.provider));
+    Some(match provider {
+        Some(provider) => see_other(&format!(
+            "/auth/login?provider={provider}&level={level}&next={here}"
+        )),
+        None => see_other(&format!("/accedi?next={here}&livello={level}")),
+    })
 }
 
 pub fn see_other(location: &str) -> HttpResponse {

@@ -6,7 +6,7 @@ use serde::Serialize;
 use tera::Context;
 
 use crate::auth::access::{self, Access, Action};
-use crate::auth::{see_other, Principal};
+use crate::auth::{require_level, Principal};
 use crate::server::AppState;
 use crate::web::error::AppError;
 use crate::web::templates::render;
@@ -88,9 +88,12 @@ async fn page(
     principal: &Principal,
     section: Option<&Section>,
 ) -> Result<HttpResponse, AppError> {
+    // Personal pages need SPID level 2.
+    if let Some(elsewhere) = require_level(req, principal, 2) {
+        return Ok(elsewhere);
+    }
     let Some(person) = principal.person() else {
-        let next: String = url::form_urlencoded::byte_serialize(req.path().as_bytes()).collect();
-        return Ok(see_other(&format!("/accedi?next={next}")));
+        return Err(AppError::Forbidden);
     };
     let request_id = req.extensions().get::<RequestId>().map(|r| r.0.clone());
     let access = Access {
@@ -125,7 +128,12 @@ async fn page(
     ctx.insert("person", &view);
     ctx.insert("sections", SECTIONS);
     ctx.insert("section", &section);
-    ctx.insert("is_staff", &matches!(principal, Principal::Staff { .. }));
+    ctx.insert(
+        "is_admin",
+        &!principal
+            .enti_with(crate::auth::Role::Amministratore)
+            .is_empty(),
+    );
     render(state, req, "area_personale.html", ctx)
 }
 

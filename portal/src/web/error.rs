@@ -113,17 +113,18 @@ impl ResponseError for AppError {
     }
 }
 
-/// Turns every error response that is not JSON into the Italian error page (404 of unknown routes,
+/// Turns every error response that is not JSON or a rendered page into the Italian error page (404 of unknown routes,
 /// 405, payload errors, and [`AppError`] alike).
 pub fn render_error_page<B: MessageBody + 'static>(
     res: ServiceResponse<B>,
 ) -> actix_web::Result<ErrorHandlerResponse<B>> {
-    let is_json = res
+    let keep = res
         .headers()
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|ct| ct.contains("json") || ct.starts_with("text/plain; version=0.0.4"));
-    if is_json {
+        .is_some_and(|ct| ct.contains("json") || ct.starts_with("text/html"));
+    // JSON answers, and pages a handler rendered itself (a form shown again with its errors), stay.
+    if keep {
         return Ok(ErrorHandlerResponse::Response(res.map_into_left_body()));
     }
     let status = res.status();

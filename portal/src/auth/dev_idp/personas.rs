@@ -67,12 +67,23 @@ pub const PERSONAS: &[Persona] = &[
         phone: "+393489998877",
         description: "Operatrice dei servizi sociali, Comune di Montebello",
     },
+    Persona {
+        id: "elena-ferri",
+        cf: "FRRLNE70R48L219D",
+        given_name: "Elena",
+        family_name: "Ferri",
+        birthdate: "1970-10-08",
+        email: "elena.ferri@example.it",
+        phone: "+393465554433",
+        description: "Amministratrice del portale, Comune di Valleverde",
+    },
 ];
 
 /// The staff roles the demo data grants: (codice fiscale, ente, role).
 pub const DEMO_STAFF: &[(&str, &str, &str)] = &[
     ("NREPLA75E15D969F", "valleverde", "operatore"),
     ("GLLLRA82H60A944Y", "montebello", "operatore"),
+    ("FRRLNE70R48L219D", "valleverde", "amministratore"),
 ];
 
 /// The demo enti: (code, name).
