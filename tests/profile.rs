@@ -414,3 +414,29 @@ async fn providers_outside_a_federation_by_discovery_or_static_registration() {
     }
     app.stop().await;
 }
+
+#[tokio::test]
+async fn the_callback_also_accepts_form_post_from_the_provider() {
+    let app = spawn_app().await;
+    let callback = app.login_until_callback("anna-verdi").await;
+    let url = reqwest::Url::parse(&callback.0).unwrap();
+    let params: Vec<(String, String)> = url.query_pairs().into_owned().collect();
+    let posted = app
+        .client
+        .post(format!("{}/auth/callback", app.url))
+        .header("Origin", "https://idp.example.it")
+        .form(&params)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(posted.status(), StatusCode::SEE_OTHER);
+    assert_eq!(location(&posted), "/area-personale");
+    assert!(app
+        .get("/area-personale")
+        .await
+        .text()
+        .await
+        .unwrap()
+        .contains("VRDNNA78M41L219W"));
+    app.stop().await;
+}

@@ -242,3 +242,73 @@ async fn a_page_needing_a_higher_level_steps_up_at_the_same_provider_and_comes_b
     );
     app.stop().await;
 }
+
+#[tokio::test]
+async fn a_form_sent_at_too_low_a_level_survives_the_step_up() {
+    let app = spawn_app_with(|c| c.auth.staff_admin_level = 3).await;
+    app.login("elena-ferri").await;
+    let csrf = app.csrf_token().await;
+    let sent = app
+        .post_form(
+            "/amministrazione/operatori",
+            &[
+                ("csrf_token", &csrf),
+                ("cf", "RSSMRA80A01H501U"),
+                ("ente", "valleverde"),
+                ("role", "revisore"),
+            ],
+        )
+        .await;
+    let step_up = location(&sent);
+    assert!(
+        step_up
+            .starts_with("/auth/login?provider=spid&level=3&next=%2Famministrazione%2Foperatori"),
+        "{step_up}"
+    );
+    assert!(
+        roles_of(&app, "RSSMRA80A01H501U").await.is_empty(),
+        "nothing done at too low a level"
+    );
+
+    let idp_url = location(&app.get(&step_up).await);
+    let html = app.get(&idp_url).await.text().await.unwrap();
+    let chosen = app
+        .post_form(
+            "/dev-idp/authorize",
+            &[
+                ("csrf_token", &hidden_field(&html, "csrf_token").unwrap()),
+                ("request_id", &hidden_field(&html, "request_id").unwrap()),
+                ("persona", "elena-ferri"),
+                ("action", "accedi"),
+            ],
+        )
+        .await;
+    let back = app.get(&location(&chosen)).await;
+    assert_eq!(location(&back), "/amministrazione/operatori");
+    let page = app
+        .get("/amministrazione/operatori")
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains("Abbiamo conservato i dati"), "told");
+    assert!(
+        page.contains("value=\"RSSMRA80A01H501U\""),
+        "the typed codice fiscale is back"
+    );
+    assert!(
+        page.contains("<option value=\"revisore\" selected>"),
+        "and the chosen role"
+    );
+    let again = app
+        .get("/amministrazione/operatori")
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        !again.contains("value=\"RSSMRA80A01H501U\""),
+        "given back once"
+    );
+    app.stop().await;
+}

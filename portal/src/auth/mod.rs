@@ -223,12 +223,20 @@ async fn complete_login(
 
     // A new session id at login: the pre-login session is gone for good.
     session::delete(&state.db, &old).await?;
+    // A form kept for a step-up comes along, if the same person logged in.
+    let same_person = old
+        .data
+        .principal
+        .as_ref()
+        .and_then(|p| p.person())
+        .is_some_and(|p| p.cf == identity.cf);
     let data = SessionData {
         principal: Some(principal),
         provider_token: Some(ProviderToken {
             provider: pending.request.provider.clone(),
             access_token: identity.access_token.clone(),
         }),
+        kept_form: old.data.kept_form.clone().filter(|_| same_person),
         ..SessionData::default()
     };
     let (token, _) = session::create(state, data).await?;
@@ -311,18 +319,45 @@ async fn logout(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResp
     Ok(response)
 }
 
+/// Like [`require_level`], for a form being sent: when the login must be stepped up, the form's
+/// fields are kept and given back to the page at `path` afterwards (see `session::take_kept_form`).
+pub async fn require_level_keeping(
+    state: &AppState,
+    req: &HttpRequest,
+    principal: &Principal,
+    level: u8,
+    path: &str,
+    fields: &[(&str, &str)],
+) -> Result<Option<HttpResponse>, AppError> {
+    let Some(elsewhere) = require_level_for(req, principal, level, path) else {
+        return Ok(None);
+    };
+    if principal.person().is_some() {
+        session::keep_form(&state.db, req, path, fields).await?;
+    }
+    Ok(Some(elsewhere))
+}
+
 /// The page needs a person logged in at `level` or above: `None` when so; otherwise where to send the
 /// browser — the login page, or straight back to the same provider for the higher level (step-up),
 /// returning to this page afterwards.
 pub fn require_level(req: &HttpRequest, principal: &Principal, level: u8) -> Option<HttpResponse> {
-    let here: String = url::form_urlencoded::byte_serialize(
-        req.uri()
-            .path_and_query()
-            .map(|p| p.as_str())
-            .unwrap_or("/")
-            .as_bytes(),
-    )
-    .collect();
+    let here = req
+        .uri()
+        .path_and_query()
+        .map(|p| p.as_str())
+        .unwrap_or("/");
+    require_level_for(req, principal, level, here)
+}
+
+/// As [`require_level`], coming back to `back_to` afterwards.
+fn require_level_for(
+    req: &HttpRequest,
+    principal: &Principal,
+    level: u8,
+    back_to: &str,
+) -> Option<HttpResponse> {
+    let here: String = url::form_urlencoded::byte_serialize(back_to.as_bytes()).collect();
     let Some(person) = principal.person() else {
         return Some(see_other(&format!("/accedi?next={here}&livello={level}")));
     };

@@ -7,12 +7,14 @@ use serde::{Deserialize, Serialize};
 use tera::Context;
 
 use crate::auth::access::{self, Access, Action};
-use crate::auth::{require_level, see_other, Principal, Role};
+use crate::auth::{require_level, require_level_keeping, see_other, Principal, Role};
 use crate::domain::CodiceFiscale;
 use crate::server::AppState;
 use crate::web::error::AppError;
 use crate::web::templates::render;
 use crate::web::RequestId;
+
+const PAGE: &str = "/amministrazione/operatori";
 
 const ROLES: &[(&str, &str)] = &[
     ("operatore", "Operatore"),
@@ -160,12 +162,25 @@ async fn list(
         Ok(enti) => enti,
         Err(response) => return Ok(*response),
     };
-    let outcome = match q.esito.as_deref() {
+    let mut outcome = match q.esito.as_deref() {
         Some("aggiunto") => Some("Ruolo assegnato."),
         Some("rimosso") => Some("Ruolo revocato."),
         _ => None,
     };
-    page(&state, &req, &enti, &RoleForm::default(), None, outcome).await
+    // A form sent before a step-up login comes back as it was typed, to be confirmed.
+    let mut form = RoleForm::default();
+    if let Some(fields) = crate::web::session::take_kept_form(&state.db, &req, PAGE).await? {
+        for (name, value) in fields {
+            match name.as_str() {
+                "cf" => form.cf = value,
+                "ente" => form.ente = value,
+                "role" => form.role = value,
+                _ => {}
+            }
+        }
+        outcome = Some("Abbiamo conservato i dati che avevi inserito: controllali e conferma.");
+    }
+    page(&state, &req, &enti, &form, None, outcome).await
 }
 
 /// Checks a submitted role change; the Italian message says what to correct.
@@ -213,6 +228,17 @@ async fn add(
     principal: Principal,
     form: web::Form<RoleForm>,
 ) -> Result<HttpResponse, AppError> {
+    let fields = [
+        ("cf", form.cf.as_str()),
+        ("ente", form.ente.as_str()),
+        ("role", form.role.as_str()),
+    ];
+    let level = state.config.auth.staff_admin_level;
+    if let Some(elsewhere) =
+        require_level_keeping(&state, &req, &principal, level, PAGE, &fields).await?
+    {
+        return Ok(elsewhere);
+    }
     let (cf, role) = match checked(&state, &req, &principal, &form, true).await {
         Ok(parsed) => parsed,
         Err(response) => return Ok(*response),

@@ -22,6 +22,67 @@ pub struct SessionData {
     pub pending_login: Option<PendingLogin>,
     /// The provider's access token, revoked at logout.
     pub provider_token: Option<ProviderToken>,
+    /// A form the person was sending when the page asked for a higher SPID level: kept across the
+    /// step-up login and given back to the page, so nothing typed is lost.
+    pub kept_form: Option<KeptForm>,
+}
+
+#[derive(Clone, Serialize, Deserialize)]
+pub struct KeptForm {
+    /// The page the form belongs to.
+    pub path: String,
+    pub fields: Vec<(String, String)>,
+}
+
+/// Personal data may be in the fields: `Debug` shows only the page.
+impl std::fmt::Debug for KeptForm {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "KeptForm {{ path: {}, fields: {} }}",
+            self.path,
+            self.fields.len()
+        )
+    }
+}
+
+/// Keeps `fields` (never the CSRF token) for the page at `path`, in the current session.
+pub async fn keep_form(
+    db: &Db,
+    req: &HttpRequest,
+    path: &str,
+    fields: &[(&str, &str)],
+) -> Result<(), AppError> {
+    let Some(mut session) = current(req) else {
+        return Ok(());
+    };
+    session.data.kept_form = Some(KeptForm {
+        path: path.to_string(),
+        fields: fields
+            .iter()
+            .filter(|(k, _)| *k != "csrf_token")
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+    });
+    save(db, &session).await
+}
+
+/// Takes back (once) the form kept for the page at `path`.
+pub async fn take_kept_form(
+    db: &Db,
+    req: &HttpRequest,
+    path: &str,
+) -> Result<Option<Vec<(String, String)>>, AppError> {
+    let Some(mut session) = current(req) else {
+        return Ok(None);
+    };
+    match session.data.kept_form.take() {
+        Some(kept) if kept.path == path => {
+            save(db, &session).await?;
+            Ok(Some(kept.fields))
+        }
+        _ => Ok(None),
+    }
 }
 
 #[derive(Clone, Serialize, Deserialize)]
