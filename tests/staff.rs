@@ -209,19 +209,9 @@ async fn a_page_needing_a_higher_level_steps_up_at_the_same_provider_and_comes_b
         .find(|(k, _)| k == "acr_values")
         .map(|(_, v)| v.into_owned());
     assert_eq!(request.as_deref(), Some("https://www.spid.gov.it/SpidL3"));
-    let html = app.get(&idp_url).await.text().await.unwrap();
-    let chosen = app
-        .post_form(
-            "/dev-idp/authorize",
-            &[
-                ("csrf_token", &hidden_field(&html, "csrf_token").unwrap()),
-                ("request_id", &hidden_field(&html, "request_id").unwrap()),
-                ("persona", "elena-ferri"),
-                ("action", "accedi"),
-            ],
-        )
+    let back = app
+        .get(&app.choose_at_provider(&idp_url, "elena-ferri", "").await.0)
         .await;
-    let back = app.get(&location(&chosen)).await;
     assert_eq!(
         location(&back),
         "/amministrazione/operatori",
@@ -271,19 +261,9 @@ async fn a_form_sent_at_too_low_a_level_survives_the_step_up() {
     );
 
     let idp_url = location(&app.get(&step_up).await);
-    let html = app.get(&idp_url).await.text().await.unwrap();
-    let chosen = app
-        .post_form(
-            "/dev-idp/authorize",
-            &[
-                ("csrf_token", &hidden_field(&html, "csrf_token").unwrap()),
-                ("request_id", &hidden_field(&html, "request_id").unwrap()),
-                ("persona", "elena-ferri"),
-                ("action", "accedi"),
-            ],
-        )
+    let back = app
+        .get(&app.choose_at_provider(&idp_url, "elena-ferri", "").await.0)
         .await;
-    let back = app.get(&location(&chosen)).await;
     assert_eq!(location(&back), "/amministrazione/operatori");
     let page = app
         .get("/amministrazione/operatori")

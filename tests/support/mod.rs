@@ -283,7 +283,19 @@ impl TestApp {
             .get("/auth/login?provider=spid&next=/area-personale")
             .await;
         assert_eq!(start.status(), StatusCode::SEE_OTHER);
-        let idp_page = self.get(&location(&start)).await;
+        self.choose_at_provider(&location(&start), persona, fault)
+            .await
+    }
+
+    /// On the development provider's page at `idp_url`: picks `persona` (and a misbehaviour);
+    /// returns where the provider sends the browser back to.
+    pub async fn choose_at_provider(
+        &self,
+        idp_url: &str,
+        persona: &str,
+        fault: &str,
+    ) -> CallbackUrl {
+        let idp_page = self.get(idp_url).await;
         assert_eq!(idp_page.status(), StatusCode::OK);
         let html = idp_page.text().await.expect("IdP page");
         let request_id = hidden_field(&html, "request_id").expect("request_id");
