@@ -2,6 +2,7 @@
 
 use portal::auth::access::{self, Access, Action};
 use portal::auth::{Membership, Person, Principal, Role};
+use portal::clock::Clock;
 use portal::domain::CodiceFiscale;
 
 use crate::support::spawn_app;
@@ -112,6 +113,109 @@ async fn reading_another_persons_data_is_allowed_only_within_ones_enti_and_is_au
         access::authorize(db, now, &Principal::Anonymous, &read("valleverde"), None)
             .await
             .is_err()
+    );
+    app.stop().await;
+}
+
+async fn operator_reads_anna(app: &crate::support::TestApp) {
+    let subject = CodiceFiscale::parse("VRDNNA78M41L219W").unwrap();
+    let operator = staff("NREPLA75E15D969F", "valleverde", Role::Operatore);
+    let read = Access {
+        subject: &subject,
+        action: Action::Read,
+        object: "area-personale",
+        purpose: "colloquio di segretariato",
+        ente: Some("valleverde"),
+    };
+    access::authorize(app.db(), app.clock.now_ms(), &operator, &read, None)
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn the_citizen_sees_who_consulted_her_data_and_downloads_all_of_it() {
+    let app = spawn_app().await;
+    app.login("anna-verdi").await;
+    let empty = app
+        .get("/area-personale/accessi")
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(empty.contains("Finora nessun operatore"));
+
+    operator_reads_anna(&app).await;
+    let page = app
+        .get("/area-personale/accessi")
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains("operatore (Comune di Valleverde)"), "{page}");
+    assert!(page.contains("colloquio di segretariato") && page.contains("consultazione"));
+    assert!(
+        !page.contains("NREPLA75E15D969F"),
+        "the operator's codice fiscale is not shown"
+    );
+
+    let export = app.get("/area-personale/esportazione.json").await;
+    assert!(export.headers()["content-disposition"]
+        .to_str()
+        .unwrap()
+        .starts_with("attachment"));
+    let data: serde_json::Value = export.json().await.unwrap();
+    assert_eq!(data["persona"]["codice_fiscale"], "VRDNNA78M41L219W");
+    assert_eq!(data["persona"]["email"], "anna.verdi@example.it");
+    assert_eq!(data["accessi_ai_tuoi_dati"].as_array().unwrap().len(), 1);
+
+    // Another citizen sees none of it.
+    let csrf = app.csrf_token().await;
+    app.post_form("/esci", &[("csrf_token", &csrf)]).await;
+    app.login("mario-rossi").await;
+    assert!(app
+        .get("/area-personale/accessi")
+        .await
+        .text()
+        .await
+        .unwrap()
+        .contains("Finora nessun operatore"));
+    let his: serde_json::Value = app
+        .get("/area-personale/esportazione.json")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(his["persona"]["codice_fiscale"], "RSSMRA80A01H501U");
+    assert!(his["accessi_ai_tuoi_dati"].as_array().unwrap().is_empty());
+    assert!(!his.to_string().contains("VRDNNA78M41L219W"));
+
+    let csrf = app.csrf_token().await;
+    app.post_form("/esci", &[("csrf_token", &csrf)]).await;
+    assert_eq!(
+        app.get("/area-personale/esportazione.json").await.status(),
+        reqwest::StatusCode::SEE_OTHER,
+        "anonymous: to login"
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn an_ente_can_choose_to_show_the_operators_names() {
+    let app = crate::support::spawn_app_with(|c| c.ente.show_operator_names = true).await;
+    app.login("paolo-neri").await;
+    let csrf = app.csrf_token().await;
+    app.post_form("/esci", &[("csrf_token", &csrf)]).await;
+    app.login("anna-verdi").await;
+    operator_reads_anna(&app).await;
+    let page = app
+        .get("/area-personale/accessi")
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        page.contains("Paolo Neri, operatore (Comune di Valleverde)"),
+        "{page}"
     );
     app.stop().await;
 }

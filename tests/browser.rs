@@ -147,6 +147,9 @@ async fn a_citizen_logs_in_with_chromium_and_every_page_passes_axe() {
 
     click(&client, Locator::LinkText("Impostazioni")).await;
     check(&client, "impostazioni", &mut violations).await;
+    click(&client, Locator::LinkText("Chi ha consultato i tuoi dati")).await;
+    client.wait().for_element(Locator::Css("h1")).await.unwrap();
+    check(&client, "accessi", &mut violations).await;
 
     client
         .goto(&format!("{}/pagina-inesistente", app.url))

@@ -78,6 +78,9 @@ pub struct EnteConfig {
     /// The network the ente belongs to, shown above its name.
     pub network: String,
     pub contact_email: String,
+    /// Whether citizens see the names of the staff who consulted their data (otherwise their role
+    /// and ente only).
+    pub show_operator_names: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -257,6 +260,7 @@ impl Default for EnteConfig {
             name: "Comune di Valleverde".into(),
             network: "Ambito territoriale sociale di Valleverde".into(),
             contact_email: "servizisociali@comune.valleverde.example.it".into(),
+            show_operator_names: false,
         }
     }
 }

@@ -7,6 +7,7 @@ use tera::Context;
 
 use crate::auth::access::{self, Access, Action};
 use crate::auth::{require_level, Principal};
+use crate::domain::italian_time::date_time;
 use crate::server::AppState;
 use crate::web::error::AppError;
 use crate::web::templates::render;
@@ -160,6 +161,150 @@ async fn section_page(
     page(&state, &req, &principal, Some(section)).await
 }
 
+/// One access to the citizen's data by someone else, as the citizen sees it.
+#[derive(Debug, Serialize)]
+struct AccessView {
+    when: String,
+    who: String,
+    action: &'static str,
+    object: String,
+    purpose: String,
+}
+
+/// The audit log about `cf`, newest first: who (role and ente, and the name when the ente's policy
+/// says so), when, what, why.
+async fn accesses(state: &AppState, cf: &str, limit: i64) -> Result<Vec<AccessView>, AppError> {
+    let rows: Vec<(i64, String, String, String, String, Option<String>)> = sqlx::query_as(
+        "SELECT a.at, a.actor_role, a.action, a.object, a.purpose, p.given_name || ' ' || p.family_name \
+         FROM audit_log a LEFT JOIN people p ON p.cf = a.actor_cf \
+         WHERE a.subject_cf = $1 ORDER BY a.at DESC, a.id DESC LIMIT $2",
+    )
+    .bind(cf)
+    .bind(limit)
+    .fetch_all(&state.db.pool)
+    .await?;
+    let enti: Vec<(String, String)> = sqlx::query_as("SELECT code, name FROM enti")
+        .fetch_all(&state.db.pool)
+        .await?;
+    let ente_name = |code: &str| {
+        enti.iter()
+            .find(|(c, _)| c == code)
+            .map(|(_, n)| n.clone())
+            .unwrap_or_else(|| code.to_string())
+    };
+    Ok(rows
+        .into_iter()
+        .map(|(at, role, action, object, purpose, name)| {
+            let roles = role
+                .split(',')
+                .map(|r| match r.split_once('@') {
+                    Some((role, ente)) => format!("{role} ({})", ente_name(ente)),
+                    None => r.to_string(),
+                })
+                .collect::<Vec<_>>()
+                .join(", ");
+            let who = match name.filter(|_| state.config.ente.show_operator_names) {
+                Some(name) => format!("{name}, {roles}"),
+                None => roles,
+            };
+            AccessView {
+                when: date_time(at),
+                who,
+                action: if action == "read" {
+                    "consultazione"
+                } else {
+                    "modifica"
+                },
+                object,
+                purpose,
+            }
+        })
+        .collect())
+}
+
+#[get("/area-personale/accessi")]
+async fn accesses_page(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    principal: Principal,
+) -> Result<HttpResponse, AppError> {
+    if let Some(elsewhere) = require_level(&req, &principal, 2) {
+        return Ok(elsewhere);
+    }
+    let person = principal.person().ok_or(AppError::Forbidden)?;
+    let mut ctx = Context::new();
+    ctx.insert(
+        "accesses",
+        &accesses(&state, person.cf.as_str(), 200).await?,
+    );
+    render(&state, &req, "area_personale_accessi.html", ctx)
+}
+
+/// given name, family name, birth date, e-mail, phone, created, updated.
+type PersonRow = (
+    String,
+    String,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    i64,
+    i64,
+);
+
+/// Everything the portal holds about the person (GDPR art. 15 and 20), as JSON.
+#[get("/area-personale/esportazione.json")]
+async fn export_json(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    principal: Principal,
+) -> Result<HttpResponse, AppError> {
+    if let Some(elsewhere) = require_level(&req, &principal, 2) {
+        return Ok(elsewhere);
+    }
+    let person = principal.person().ok_or(AppError::Forbidden)?;
+    let cf = person.cf.as_str();
+    let row: Option<PersonRow> = sqlx::query_as(
+        "SELECT given_name, family_name, birth_date, email, phone, created_at, updated_at FROM people WHERE cf = $1",
+    )
+    .bind(cf)
+    .fetch_optional(&state.db.pool)
+    .await?;
+    let (given, family, birth, email, phone, created, updated) = row.ok_or(AppError::NotFound)?;
+    let roles: Vec<(String, String)> = sqlx::query_as(
+        "SELECT ente_code, role FROM staff_roles WHERE cf = $1 ORDER BY ente_code, role",
+    )
+    .bind(cf)
+    .fetch_all(&state.db.pool)
+    .await?;
+    let body = serde_json::json!({
+        "generato_il": date_time(state.clock.now_ms()),
+        "titolare": state.config.ente.name,
+        "persona": {
+            "codice_fiscale": cf,
+            "nome": given,
+            "cognome": family,
+            "data_di_nascita": birth,
+            "email": email,
+            "telefono": phone,
+            "primo_accesso": date_time(created),
+            "ultimo_aggiornamento": date_time(updated),
+        },
+        "ruoli_come_operatore": roles.iter().map(|(ente, role)| serde_json::json!({ "ente": ente, "ruolo": role })).collect::<Vec<_>>(),
+        "accessi_ai_tuoi_dati": accesses(&state, cf, i64::MAX).await?,
+    });
+    Ok(HttpResponse::Ok()
+        .content_type("application/json")
+        .insert_header((
+            "Content-Disposition",
+            "attachment; filename=\"sportello-dati-personali.json\"",
+        ))
+        .body(serde_json::to_string_pretty(&body).map_err(|e| AppError::Internal(e.to_string()))?))
+}
+
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.service(overview).service(section_page);
+    // The named pages before `{section}`, which would take them.
+    cfg.service(overview)
+        .service(accesses_page)
+        .service(export_json)
+        .service(section_page);
 }

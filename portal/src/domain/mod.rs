@@ -1,5 +1,6 @@
 //! Domain newtypes shared by every capability: parsed once at the edge, trusted inside.
 
 mod codice_fiscale;
+pub mod italian_time;
 
 pub use codice_fiscale::{CodiceFiscale, CodiceFiscaleError};

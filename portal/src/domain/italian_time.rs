@@ -1,0 +1,105 @@
+//! Dates as Italian citizens read them: "22 novembre 2026, 10:30", in Italian time (CET/CEST, the
+//! EU summer-time rule: from the last Sunday of March to the last Sunday of October, 01:00 UTC).
+
+use time::{Date, Month, OffsetDateTime, UtcOffset, Weekday};
+
+const MONTHS: [&str; 12] = [
+    "gennaio",
+    "febbraio",
+    "marzo",
+    "aprile",
+    "maggio",
+    "giugno",
+    "luglio",
+    "agosto",
+    "settembre",
+    "ottobre",
+    "novembre",
+    "dicembre",
+];
+
+fn last_sunday(year: i32, month: Month) -> Option<Date> {
+    let mut day = Date::from_calendar_date(year, month, 31).ok()?;
+    while day.weekday() != Weekday::Sunday {
+        day = day.previous_day()?;
+    }
+    Some(day)
+}
+
+/// The offset of Italian time at the instant `utc`.
+pub fn rome_offset(utc: OffsetDateTime) -> UtcOffset {
+    let year = utc.year();
+    let summer = match (
+        last_sunday(year, Month::March),
+        last_sunday(year, Month::October),
+    ) {
+        (Some(start), Some(end)) => {
+            let start = start.with_hms(1, 0, 0).map(|d| d.assume_utc());
+            let end = end.with_hms(1, 0, 0).map(|d| d.assume_utc());
+            matches!((start, end), (Ok(s), Ok(e)) if utc >= s && utc < e)
+        }
+        _ => false,
+    };
+    UtcOffset::from_hms(if summer { 2 } else { 1 }, 0, 0).unwrap_or(UtcOffset::UTC)
+}
+
+/// Unix milliseconds as "22 novembre 2026, 10:30" (Italian time).
+pub fn date_time(ms: i64) -> String {
+    let Ok(utc) = OffsetDateTime::from_unix_timestamp(ms.div_euclid(1000)) else {
+        return String::new();
+    };
+    let local = utc.to_offset(rome_offset(utc));
+    format!(
+        "{} {} {}, {:02}:{:02}",
+        local.day(),
+        MONTHS[usize::from(u8::from(local.month())) - 1],
+        local.year(),
+        local.hour(),
+        local.minute()
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ms(y: i32, m: Month, d: u8, h: u8, min: u8) -> i64 {
+        let date = Date::from_calendar_date(y, m, d).unwrap_or(Date::MIN);
+        date.with_hms(h, min, 0)
+            .map(|t| t.assume_utc().unix_timestamp() * 1000)
+            .unwrap_or(0)
+    }
+
+    #[test]
+    fn winter_and_summer_time() {
+        assert_eq!(
+            date_time(ms(2026, Month::November, 22, 9, 30)),
+            "22 novembre 2026, 10:30"
+        );
+        assert_eq!(
+            date_time(ms(2026, Month::July, 1, 9, 5)),
+            "1 luglio 2026, 11:05"
+        );
+    }
+
+    #[test]
+    fn the_changes_happen_on_the_last_sundays_at_one_utc() {
+        // 2026: summer time from 29 March, back on 25 October.
+        assert_eq!(
+            date_time(ms(2026, Month::March, 29, 0, 59)),
+            "29 marzo 2026, 01:59"
+        );
+        assert_eq!(
+            date_time(ms(2026, Month::March, 29, 1, 0)),
+            "29 marzo 2026, 03:00"
+        );
+        assert_eq!(
+            date_time(ms(2026, Month::October, 25, 0, 59)),
+            "25 ottobre 2026, 02:59"
+        );
+        assert_eq!(
+            date_time(ms(2026, Month::October, 25, 1, 0)),
+            "25 ottobre 2026, 02:00"
+        );
+    }
+}
