@@ -136,21 +136,11 @@ async fn operator_reads_anna(app: &crate::support::TestApp) {
 async fn the_citizen_sees_who_consulted_her_data_and_downloads_all_of_it() {
     let app = spawn_app().await;
     app.login("anna-verdi").await;
-    let empty = app
-        .get("/area-personale/accessi")
-        .await
-        .text()
-        .await
-        .unwrap();
+    let empty = app.text("/area-personale/accessi").await;
     assert!(empty.contains("Finora nessun operatore"));
 
     operator_reads_anna(&app).await;
-    let page = app
-        .get("/area-personale/accessi")
-        .await
-        .text()
-        .await
-        .unwrap();
+    let page = app.text("/area-personale/accessi").await;
     assert!(page.contains("operatore (Comune di Valleverde)"), "{page}");
     assert!(page.contains("colloquio di segretariato") && page.contains("consultazione"));
     assert!(
@@ -169,15 +159,11 @@ async fn the_citizen_sees_who_consulted_her_data_and_downloads_all_of_it() {
     assert_eq!(data["accessi_ai_tuoi_dati"].as_array().unwrap().len(), 1);
 
     // Another citizen sees none of it.
-    let csrf = app.csrf_token().await;
-    app.post_form("/esci", &[("csrf_token", &csrf)]).await;
+    app.logout().await;
     app.login("mario-rossi").await;
     assert!(app
-        .get("/area-personale/accessi")
+        .text("/area-personale/accessi")
         .await
-        .text()
-        .await
-        .unwrap()
         .contains("Finora nessun operatore"));
     let his: serde_json::Value = app
         .get("/area-personale/esportazione.json")
@@ -189,8 +175,7 @@ async fn the_citizen_sees_who_consulted_her_data_and_downloads_all_of_it() {
     assert!(his["accessi_ai_tuoi_dati"].as_array().unwrap().is_empty());
     assert!(!his.to_string().contains("VRDNNA78M41L219W"));
 
-    let csrf = app.csrf_token().await;
-    app.post_form("/esci", &[("csrf_token", &csrf)]).await;
+    app.logout().await;
     assert_eq!(
         app.get("/area-personale/esportazione.json").await.status(),
         reqwest::StatusCode::SEE_OTHER,
@@ -203,16 +188,10 @@ async fn the_citizen_sees_who_consulted_her_data_and_downloads_all_of_it() {
 async fn an_ente_can_choose_to_show_the_operators_names() {
     let app = crate::support::spawn_app_with(|c| c.ente.show_operator_names = true).await;
     app.login("paolo-neri").await;
-    let csrf = app.csrf_token().await;
-    app.post_form("/esci", &[("csrf_token", &csrf)]).await;
+    app.logout().await;
     app.login("anna-verdi").await;
     operator_reads_anna(&app).await;
-    let page = app
-        .get("/area-personale/accessi")
-        .await
-        .text()
-        .await
-        .unwrap();
+    let page = app.text("/area-personale/accessi").await;
     assert!(
         page.contains("Paolo Neri, operatore (Comune di Valleverde)"),
         "{page}"

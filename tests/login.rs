@@ -17,7 +17,7 @@ async fn home_to_area_personale_through_the_identity_provider_and_out_again() {
         "services from forms/ are listed"
     );
 
-    let login_page = app.get("/accedi").await.text().await.unwrap();
+    let login_page = app.text("/accedi").await;
     assert!(login_page.contains("Entra con SPID") && login_page.contains("Entra con CIE"));
 
     let area = app.login("anna-verdi").await;
@@ -37,12 +37,7 @@ async fn home_to_area_personale_through_the_identity_provider_and_out_again() {
     ] {
         assert!(area.contains(section), "section {section}");
     }
-    let settings = app
-        .get("/area-personale/impostazioni")
-        .await
-        .text()
-        .await
-        .unwrap();
+    let settings = app.text("/area-personale/impostazioni").await;
     assert!(
         settings.contains("anna.verdi@example.it"),
         "userinfo attributes are kept for prefilling"
@@ -126,7 +121,7 @@ async fn cancelling_at_the_identity_provider_returns_to_the_login_page() {
     let start = app
         .get("/auth/login?provider=cie&next=/area-personale")
         .await;
-    let html = app.get(&location(&start)).await.text().await.unwrap();
+    let html = app.text(&location(&start)).await;
     let request_id = crate::support::hidden_field(&html, "request_id").unwrap();
     let csrf = crate::support::hidden_field(&html, "csrf_token").unwrap();
     let back = app
@@ -219,8 +214,7 @@ async fn later_logins_update_contacts_the_citizen_has_not_changed() {
         .execute(pool)
         .await
         .unwrap();
-    let csrf = app.csrf_token().await;
-    app.post_form("/esci", &[("csrf_token", &csrf)]).await;
+    app.logout().await;
     app.login("mario-rossi").await;
     let (given, email, phone): (String, String, String) =
         sqlx::query_as("SELECT given_name, email, phone FROM people WHERE cf = 'RSSMRA80A01H501U'")

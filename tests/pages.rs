@@ -43,7 +43,7 @@ async fn metrics_count_requests_by_route_and_never_by_raw_path() {
     let app = spawn_app().await;
     app.login("mario-rossi").await;
     app.get("/area-personale/pratiche").await;
-    let metrics = app.get("/metrics").await.text().await.unwrap();
+    let metrics = app.text("/metrics").await;
     assert!(
         metrics.contains("sportello_http_requests_total"),
         "{metrics}"

@@ -269,11 +269,8 @@ async fn in_development_the_provider_and_the_portal_resolve_through_the_developm
     let app = spawn_app().await;
     let ta = format!("{}/dev-ta", app.url);
     let ta_configuration = app
-        .get(&format!("{ta}/.well-known/openid-federation"))
-        .await
-        .text()
-        .await
-        .unwrap();
+        .text(&format!("{ta}/.well-known/openid-federation"))
+        .await;
     let anchors = vec![TrustAnchor {
         entity_id: ta.clone(),
         jwks: json_segment(&ta_configuration, 1)["jwks"].clone(),
@@ -331,7 +328,7 @@ async fn a_provider_whose_chain_does_not_reach_a_trust_anchor_is_refused_clearly
         }];
     })
     .await;
-    let login_page = app.get("/accedi").await.text().await.unwrap();
+    let login_page = app.text("/accedi").await;
     assert!(login_page.contains("Provider fuori federazione"));
     let response = app.get("/auth/login?provider=fuori").await;
     assert_eq!(response.status(), StatusCode::BAD_REQUEST);
@@ -379,7 +376,7 @@ async fn providers_outside_a_federation_by_discovery_or_static_registration() {
             .get(&format!("/auth/login?provider={id}&next=/area-personale"))
             .await;
         assert_eq!(start.status(), StatusCode::SEE_OTHER, "{id}");
-        let html = app.get(&location(&start)).await.text().await.unwrap();
+        let html = app.text(&location(&start)).await;
         let request_id = crate::support::hidden_field(&html, "request_id").unwrap();
         let csrf = crate::support::hidden_field(&html, "csrf_token").unwrap();
         let chosen = app
@@ -407,7 +404,7 @@ async fn providers_outside_a_federation_by_discovery_or_static_registration() {
                 .take(300)
                 .collect::<String>()
         );
-        let area = app.get("/area-personale").await.text().await.unwrap();
+        let area = app.text("/area-personale").await;
         assert!(area.contains("RSSMRA80A01H501U"), "{id}");
         let csrf = app.csrf_token().await;
         app.post_form("/esci", &[("csrf_token", &csrf)]).await;
@@ -432,11 +429,8 @@ async fn the_callback_also_accepts_form_post_from_the_provider() {
     assert_eq!(posted.status(), StatusCode::SEE_OTHER);
     assert_eq!(location(&posted), "/area-personale");
     assert!(app
-        .get("/area-personale")
+        .text("/area-personale")
         .await
-        .text()
-        .await
-        .unwrap()
         .contains("VRDNNA78M41L219W"));
     app.stop().await;
 }

@@ -70,12 +70,7 @@ async fn an_administrator_assigns_and_revokes_roles_in_her_enti_only_and_each_ch
     let app = spawn_app().await;
     let area = app.login("elena-ferri").await;
     assert!(area.contains("Gestione operatori"));
-    let page = app
-        .get("/amministrazione/operatori")
-        .await
-        .text()
-        .await
-        .unwrap();
+    let page = app.text("/amministrazione/operatori").await;
     assert!(
         page.contains("NREPLA75E15D969F"),
         "her ente's operators are listed"
@@ -222,8 +217,7 @@ async fn a_page_needing_a_higher_level_steps_up_at_the_same_provider_and_comes_b
     assert!(page.text().await.unwrap().contains("Gestione operatori"));
 
     // Level 2 is not enough even when the provider answers: the portal asked for 3.
-    let csrf = app.csrf_token().await;
-    app.post_form("/esci", &[("csrf_token", &csrf)]).await;
+    app.logout().await;
     app.login("elena-ferri").await;
     let again = app.get("/amministrazione/operatori").await;
     assert!(
@@ -265,12 +259,7 @@ async fn a_form_sent_at_too_low_a_level_survives_the_step_up() {
         .get(&app.choose_at_provider(&idp_url, "elena-ferri", "").await.0)
         .await;
     assert_eq!(location(&back), "/amministrazione/operatori");
-    let page = app
-        .get("/amministrazione/operatori")
-        .await
-        .text()
-        .await
-        .unwrap();
+    let page = app.text("/amministrazione/operatori").await;
     assert!(page.contains("Abbiamo conservato i dati"), "told");
     assert!(
         page.contains("value=\"RSSMRA80A01H501U\""),
@@ -280,12 +269,7 @@ async fn a_form_sent_at_too_low_a_level_survives_the_step_up() {
         page.contains("<option value=\"revisore\" selected>"),
         "and the chosen role"
     );
-    let again = app
-        .get("/amministrazione/operatori")
-        .await
-        .text()
-        .await
-        .unwrap();
+    let again = app.text("/amministrazione/operatori").await;
     assert!(
         !again.contains("value=\"RSSMRA80A01H501U\""),
         "given back once"

@@ -343,6 +343,17 @@ impl TestApp {
         hidden_field(&html, "csrf_token").expect("csrf token on the page")
     }
 
+    /// The body of the page at `path`.
+    pub async fn text(&self, path: &str) -> String {
+        self.get(path).await.text().await.expect("page body")
+    }
+
+    /// Logs out through the page's form.
+    pub async fn logout(&self) -> reqwest::Response {
+        let csrf = self.csrf_token().await;
+        self.post_form("/esci", &[("csrf_token", &csrf)]).await
+    }
+
     /// Stops the server and starts it again on the same address, data and database, with changes.
     pub async fn restart_with(&mut self, customise: impl FnOnce(&mut Config)) {
         if let Some(server) = self.server.take() {

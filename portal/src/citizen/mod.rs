@@ -6,7 +6,7 @@ use serde::Serialize;
 use tera::Context;
 
 use crate::auth::access::{self, Access, Action};
-use crate::auth::{require_level, Principal};
+use crate::auth::{require_level, Person, Principal};
 use crate::domain::italian_time::date_time;
 use crate::server::AppState;
 use crate::web::error::AppError;
@@ -161,6 +161,21 @@ async fn section_page(
     page(&state, &req, &principal, Some(section)).await
 }
 
+/// The person signed in at SPID level 2 (what personal pages need), or where to send the browser.
+fn signed_in<'a>(
+    req: &HttpRequest,
+    principal: &'a Principal,
+) -> Result<&'a Person, Box<HttpResponse>> {
+    if let Some(elsewhere) = require_level(req, principal, 2) {
+        return Err(Box::new(elsewhere));
+    }
+    principal.person().ok_or_else(|| {
+        Box::new(actix_web::ResponseError::error_response(
+            &AppError::Forbidden,
+        ))
+    })
+}
+
 /// One access to the citizen's data by someone else, as the citizen sees it.
 #[derive(Debug, Serialize)]
 struct AccessView {
@@ -228,10 +243,10 @@ async fn accesses_page(
     req: HttpRequest,
     principal: Principal,
 ) -> Result<HttpResponse, AppError> {
-    if let Some(elsewhere) = require_level(&req, &principal, 2) {
-        return Ok(elsewhere);
-    }
-    let person = principal.person().ok_or(AppError::Forbidden)?;
+    let person = match signed_in(&req, &principal) {
+        Ok(person) => person,
+        Err(elsewhere) => return Ok(*elsewhere),
+    };
     let mut ctx = Context::new();
     ctx.insert(
         "accesses",
@@ -258,10 +273,10 @@ async fn export_json(
     req: HttpRequest,
     principal: Principal,
 ) -> Result<HttpResponse, AppError> {
-    if let Some(elsewhere) = require_level(&req, &principal, 2) {
-        return Ok(elsewhere);
-    }
-    let person = principal.person().ok_or(AppError::Forbidden)?;
+    let person = match signed_in(&req, &principal) {
+        Ok(person) => person,
+        Err(elsewhere) => return Ok(*elsewhere),
+    };
     let cf = person.cf.as_str();
     let row: Option<PersonRow> = sqlx::query_as(
         "SELECT given_name, family_name, birth_date, email, phone, created_at, updated_at FROM people WHERE cf = $1",
