@@ -208,11 +208,7 @@ fn identity_setup(
             dev_trust_anchor: None,
         });
     }
-    if config.mode == Mode::Production {
-        return Err(setup(
-            "the development identity provider is refused in production mode".into(),
-        ));
-    }
+    // Config::validate (run first by Server::start) refuses the development provider in production.
     let dir = keys::key_dir(&config.data_dir)?;
     let idp = DevIdp::new(
         public_url,

@@ -24,6 +24,8 @@ pub enum KeyError {
     #[error("keys: {0}")]
     Missing(String),
     #[error("keys: {0}")]
+    Invalid(String),
+    #[error("keys: {0}")]
     Jose(#[from] josekit::JoseError),
 }
 
@@ -70,7 +72,7 @@ impl NamedKey {
     pub fn from_pem(pem: &[u8]) -> Result<NamedKey, KeyError> {
         let pair = RsaKeyPair::from_pem(pem)?;
         if pair.key_len() < 256 {
-            return Err(KeyError::Missing(
+            return Err(KeyError::Invalid(
                 "RSA keys must have at least 2048 bits".into(),
             ));
         }

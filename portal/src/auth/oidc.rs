@@ -25,6 +25,7 @@ use tokio::sync::RwLock;
 use crate::auth::federation::trust_chain::{self, TrustAnchor};
 use crate::auth::keys::NamedKey;
 use crate::domain::CodiceFiscale;
+use crate::telemetry::error_chain;
 
 /// How long a provider's metadata and keys are trusted before fetching them again.
 const DISCOVERY_TTL: Duration = Duration::from_secs(600);
@@ -704,17 +705,6 @@ fn check_signature_alg(alg: &str) -> Result<(), OidcError> {
             "userinfo: signature algorithm '{other}' refused"
         ))),
     }
-}
-
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
-        source = s.source();
-    }
-    out
 }
 
 #[cfg(test)]

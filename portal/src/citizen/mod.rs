@@ -89,12 +89,9 @@ async fn page(
     principal: &Principal,
     section: Option<&Section>,
 ) -> Result<HttpResponse, AppError> {
-    // Personal pages need SPID level 2.
-    if let Some(elsewhere) = require_level(req, principal, 2) {
-        return Ok(elsewhere);
-    }
-    let Some(person) = principal.person() else {
-        return Err(AppError::Forbidden);
+    let person = match signed_in(req, principal) {
+        Ok(person) => person,
+        Err(elsewhere) => return Ok(*elsewhere),
     };
     let request_id = req.extensions().get::<RequestId>().map(|r| r.0.clone());
     let access = Access {

@@ -1,7 +1,7 @@
 //! The one error type of the web layer and its mapping to HTTP. The citizen sees a clear Italian
 //! page; the log keeps the cause; nothing internal (SQL, stack, paths) reaches a page.
 
-use actix_web::body::{BoxBody, EitherBody, MessageBody};
+use actix_web::body::{BoxBody, MessageBody};
 use actix_web::dev::ServiceResponse;
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::http::StatusCode;
@@ -39,14 +39,7 @@ impl From<sqlx::Error> for AppError {
 
 impl From<tera::Error> for AppError {
     fn from(e: tera::Error) -> Self {
-        let mut chain = e.to_string();
-        let mut source = std::error::Error::source(&e);
-        while let Some(s) = source {
-            chain.push_str(": ");
-            chain.push_str(&s.to_string());
-            source = s.source();
-        }
-        AppError::Internal(format!("template: {chain}"))
+        AppError::Internal(format!("template: {}", crate::telemetry::error_chain(&e)))
     }
 }
 
@@ -170,5 +163,3 @@ pub fn render_error_page<B: MessageBody + 'static>(
     let res = ServiceResponse::new(req, new.map_into_boxed_body()).map_into_right_body();
     Ok(ErrorHandlerResponse::Response(res))
 }
-
-pub type ErrorBody<B> = EitherBody<B, BoxBody>;
