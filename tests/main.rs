@@ -6,6 +6,7 @@
 
 mod support;
 
+mod applications;
 mod audit;
 mod browser;
 mod cli;

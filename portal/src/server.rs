@@ -104,7 +104,7 @@ async fn seed_demo(db: &Db) -> Result<(), sqlx::Error> {
 /// A short hash of the static assets' identity, appended to their URLs so they can be cached for long.
 fn asset_version(static_dir: &Path) -> String {
     let mut hasher = Sha256::new();
-    for rel in ["package.json", "css/sportello.css"] {
+    for rel in ["package.json", "css/sportello.css", "js/form.js"] {
         if let Ok(bytes) = std::fs::read(static_dir.join(rel)) {
             hasher.update(&bytes);
         }
@@ -361,13 +361,15 @@ impl Server {
                             "/bootstrap-italia",
                             static_dir.join("node_modules/bootstrap-italia/dist"),
                         ))
-                        .service(Files::new("/css", static_dir.join("css"))),
+                        .service(Files::new("/css", static_dir.join("css")))
+                        .service(Files::new("/js", static_dir.join("js"))),
                 )
                 .configure(crate::web::health::routes)
                 .configure(crate::pages::routes)
                 .configure(crate::auth::routes)
                 .configure(crate::auth::federation::routes)
                 .configure(crate::citizen::routes)
+                .configure(crate::applications::routes)
                 .configure(crate::staff::routes)
                 .configure(crate::auth::dev_idp::routes)
                 .configure(crate::auth::dev_idp::trust_anchor::routes)

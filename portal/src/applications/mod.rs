@@ -1,3 +1,16 @@
-//! Online applications. For now, the catalogue of services read from `forms/`.
+//! Online applications: services defined as data (`catalogue`, `form`), the flow a citizen follows
+//! to apply (`flow`), the submission and its storage (`store`), the status model (`status`), the
+//! page of a sent application with its PDF receipt (`pratica`, `receipt`).
 
 pub mod catalogue;
+pub mod flow;
+pub mod form;
+pub mod pratica;
+pub mod receipt;
+pub mod status;
+pub mod store;
+
+pub fn routes(cfg: &mut actix_web::web::ServiceConfig) {
+    flow::routes(cfg);
+    pratica::routes(cfg);
+}

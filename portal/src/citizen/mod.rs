@@ -123,6 +123,13 @@ async fn page(
         phone,
     };
     let mut ctx = Context::new();
+    if section.is_some_and(|s| s.slug == "pratiche") {
+        let pratiche =
+            crate::applications::pratica::list_for(state, &state.catalogue, person.cf.as_str())
+                .await?;
+        ctx.insert("pratiche", &pratiche);
+        ctx.insert("deleted", &req.query_string().contains("eliminata=1"));
+    }
     ctx.insert("person", &view);
     ctx.insert("sections", SECTIONS);
     ctx.insert("section", &section);
@@ -159,7 +166,7 @@ async fn section_page(
 }
 
 /// The person signed in at SPID level 2 (what personal pages need), or where to send the browser.
-fn signed_in<'a>(
+pub(crate) fn signed_in<'a>(
     req: &HttpRequest,
     principal: &'a Principal,
 ) -> Result<&'a Person, Box<HttpResponse>> {

@@ -59,6 +59,24 @@ pub fn date_time(ms: i64) -> String {
     )
 }
 
+/// A date as "12 marzo 2027".
+pub fn long_date(date: Date) -> String {
+    format!(
+        "{} {} {}",
+        date.day(),
+        MONTHS[usize::from(u8::from(date.month())) - 1],
+        date.year()
+    )
+}
+
+/// The calendar day in Italy at the instant `ms` (Unix milliseconds).
+pub fn rome_date(ms: i64) -> Date {
+    match OffsetDateTime::from_unix_timestamp(ms.div_euclid(1000)) {
+        Ok(utc) => utc.to_offset(rome_offset(utc)).date(),
+        Err(_) => Date::MIN,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,6 +1,7 @@
 //! Tera templates, embedded in the binary from `templates/`, autoescaped. Every page gets the same
 //! base context: the ente, the asset version, the signed-in person and the CSRF token.
 
+use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse};
 use include_dir::{include_dir, Dir};
 use tera::{Context, Tera};
@@ -53,11 +54,22 @@ pub fn render(
     name: &str,
     extra: Context,
 ) -> Result<HttpResponse, AppError> {
+    render_status(state, req, name, extra, StatusCode::OK)
+}
+
+/// As [`render`], with another status (422 for a form sent back with its errors).
+pub fn render_status(
+    state: &AppState,
+    req: &HttpRequest,
+    name: &str,
+    extra: Context,
+    status: StatusCode,
+) -> Result<HttpResponse, AppError> {
     let session = crate::web::session::current(req);
     let mut ctx = base_context(state, session.as_ref(), req);
     ctx.extend(extra);
     let html = state.templates.render(name, &ctx)?;
-    Ok(HttpResponse::Ok()
+    Ok(HttpResponse::build(status)
         .content_type("text/html; charset=utf-8")
         .body(html))
 }

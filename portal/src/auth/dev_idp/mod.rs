@@ -517,6 +517,13 @@ struct AuthorizeQuery {
     request: Option<String>,
 }
 
+/// The provider's own time. Like any real identity provider it keeps its own clock, in step with
+/// the relying party's (which signs and checks tokens with the system time), not the portal's
+/// injected one: tests that move the portal's clock (deadlines, timeouts) still log in.
+fn idp_now() -> i64 {
+    crate::clock::Clock::now_ms(&crate::clock::SystemClock)
+}
+
 #[get("/dev-idp/authorize")]
 async fn authorize(
     state: web::Data<AppState>,
@@ -524,7 +531,7 @@ async fn authorize(
     q: web::Query<AuthorizeQuery>,
 ) -> Result<HttpResponse, AppError> {
     let idp = idp(&state)?;
-    let now = state.clock.now_ms();
+    let now = idp_now();
     // Errors before the redirect URI is known good are shown here, never redirected.
     let bad =
         |why: &str| AppError::BadRequest(format!("Richiesta di autenticazione non valida: {why}."));
@@ -641,7 +648,7 @@ async fn choose(
         .and_then(personas::find)
         .ok_or_else(|| AppError::BadRequest("Scegli una delle identità di prova.".into()))?;
     let code = random_token(32);
-    let now = state.clock.now_ms();
+    let now = idp_now();
     target
         .query_pairs_mut()
         .append_pair("code", &code)
@@ -679,7 +686,7 @@ async fn token_post(
     form: web::Form<TokenForm>,
 ) -> Result<HttpResponse, AppError> {
     let idp = idp(&state)?;
-    let now = state.clock.now_ms();
+    let now = idp_now();
     let result = (|| -> Result<serde_json::Value, OAuthError> {
         if form.grant_type != "authorization_code" {
             return Err(oauth_error(
@@ -742,7 +749,7 @@ async fn token_post(
 #[get("/dev-idp/userinfo")]
 async fn userinfo(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResponse, AppError> {
     let idp = idp(&state)?;
-    let now = state.clock.now_ms();
+    let now = idp_now();
     let bearer = req
         .headers()
         .get(header::AUTHORIZATION)
@@ -783,7 +790,7 @@ async fn revoke(
     form: web::Form<RevokeForm>,
 ) -> Result<HttpResponse, AppError> {
     let idp = idp(&state)?;
-    let now = state.clock.now_ms();
+    let now = idp_now();
     if let Err(e) = idp.authenticate_client(
         form.client_assertion_type.as_deref(),
         form.client_assertion.as_deref(),

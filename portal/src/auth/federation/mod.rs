@@ -16,7 +16,8 @@ pub fn entity_configuration(state: &AppState) -> serde_json::Value {
     let client_id = state.relying_party.client_id();
     let public = &state.public_url;
     let federation = &state.config.federation;
-    let now_ms = state.clock.now_ms();
+    // Protocol timestamps use the system time, as the relying party's checks do (see `oidc`).
+    let now_ms = crate::clock::Clock::now_ms(&crate::clock::SystemClock);
     let hours = federation.entity_configuration_hours.max(1);
     let keys = &state.keys;
     let contacts = vec![state.config.ente.contact_email.clone()];

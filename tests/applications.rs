@@ -1,0 +1,1182 @@
+//! Online applications end to end through HTTP: service page, consent, steps with drafts and
+//! validation, summary, submission (numbered, idempotent), the PDF receipt and its verification,
+//! the status a citizen follows; the numbering under concurrency and the status rules.
+
+use portal::applications::status::{self, Actor, Change, Status, TransitionError};
+use portal::applications::store;
+use reqwest::StatusCode;
+use time::{Date, Month};
+
+use crate::support::{hidden_field, location, spawn_app, TestApp};
+
+/// 23 November 2026, 10:00 in Italy: inside the FNA B2 window (1 October 2026 – 31 January 2027).
+const NOV_23_2026: i64 = 1_795_424_400_000;
+/// 1 February 2027: the FNA B2 window has closed.
+const FEB_1_2027: i64 = 1_801_472_400_000;
+const DAY_MS: i64 = 86_400_000;
+
+async fn csrf(app: &TestApp, path: &str) -> String {
+    let html = app.text(path).await;
+    hidden_field(&html, "csrf_token").expect("csrf token")
+}
+
+/// Consent given on the service's start page; returns the draft's id.
+async fn start(app: &TestApp, service: &str, ente: &str) -> String {
+    let page = app.get(&format!("/servizi/{service}/domanda")).await;
+    assert_eq!(page.status(), StatusCode::OK);
+    let html = page.text().await.unwrap();
+    assert!(html.contains("Informativa sul trattamento dei dati personali"));
+    let token = hidden_field(&html, "csrf_token").unwrap();
+    let started = app
+        .post_form(
+            &format!("/servizi/{service}/domanda"),
+            &[("csrf_token", &token), ("ente", ente), ("privacy", "si")],
+        )
+        .await;
+    assert_eq!(started.status(), StatusCode::SEE_OTHER);
+    let to = location(&started);
+    assert!(to.ends_with("/passo/1"), "{to}");
+    to.trim_start_matches("/domande/")
+        .trim_end_matches("/passo/1")
+        .to_string()
+}
+
+/// Sends step `n` with `fields` and the action; returns the response.
+async fn step(
+    app: &TestApp,
+    id: &str,
+    n: usize,
+    action: &str,
+    fields: &[(&str, &str)],
+) -> reqwest::Response {
+    let path = format!("/domande/{id}/passo/{n}");
+    let token = csrf(app, &path).await;
+    let mut form: Vec<(&str, &str)> = vec![("csrf_token", &token), ("azione", action)];
+    form.extend_from_slice(fields);
+    app.post_form(&path, &form).await
+}
+
+async fn next_ok(app: &TestApp, id: &str, n: usize, fields: &[(&str, &str)], expect: &str) {
+    let r = step(app, id, n, "avanti", fields).await;
+    let status = r.status();
+    let to = location(&r);
+    assert_eq!(
+        status,
+        StatusCode::SEE_OTHER,
+        "step {n}: {}",
+        r.text().await.unwrap_or_default()
+    );
+    assert_eq!(to, format!("/domande/{id}/{expect}"));
+}
+
+/// "Conferma e invia" with every declaration of the summary ticked.
+async fn submit(app: &TestApp, id: &str) -> reqwest::Response {
+    let html = app.text(&format!("/domande/{id}/riepilogo")).await;
+    let token = hidden_field(&html, "csrf_token").unwrap();
+    let ticks: Vec<String> = html
+        .match_indices("name=\"dichiarazione_")
+        .map(|(i, _)| {
+            let rest = &html[i + 6..];
+            rest[..rest.find('"').unwrap()].to_string()
+        })
+        .collect();
+    assert!(!ticks.is_empty(), "the summary carries the declarations");
+    let mut form: Vec<(&str, &str)> = vec![("csrf_token", &token)];
+    for t in &ticks {
+        form.push((t.as_str(), "si"));
+    }
+    app.post_form(&format!("/domande/{id}/invia"), &form).await
+}
+
+async fn count(app: &TestApp, sql: &str, id: &str) -> i64 {
+    sqlx::query_scalar(sql)
+        .bind(id)
+        .fetch_one(&app.db().pool)
+        .await
+        .unwrap()
+}
+
+/// The receipt as `pdftotext` reads it.
+async fn receipt_text(app: &TestApp, id: &str) -> String {
+    let pdf = app.get(&format!("/domande/{id}/ricevuta.pdf")).await;
+    assert_eq!(pdf.status(), StatusCode::OK);
+    assert_eq!(pdf.headers()["content-type"], "application/pdf");
+    let bytes = pdf.bytes().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("ricevuta.pdf");
+    std::fs::write(&file, &bytes).unwrap();
+    let out = std::process::Command::new("pdftotext")
+        .arg(&file)
+        .arg("-")
+        .output()
+        .expect("pdftotext (poppler-utils, installed by .ci/setup --tests)");
+    assert!(
+        out.status.success(),
+        "pdftotext: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+fn today(app: &TestApp) -> Date {
+    portal::domain::italian_time::rome_date(portal::clock::Clock::now_ms(&app.clock))
+}
+
+async fn change(app: &TestApp, id: &str, c: &Change<'_>) -> Result<Status, TransitionError> {
+    status::transition(
+        app.db(),
+        portal::clock::Clock::now_ms(&app.clock),
+        today(app),
+        id,
+        c,
+    )
+    .await
+}
+
+#[tokio::test]
+async fn fna_b2_draft_resume_submit_receipt_and_status() {
+    let app = spawn_app().await;
+    app.clock.set_ms(NOV_23_2026);
+
+    // The service page, with the design model's sections and the window.
+    let page = app.text("/servizi/fna-b2").await;
+    for section in [
+        "A chi è rivolto",
+        "Come fare",
+        "Cosa serve",
+        "Cosa si ottiene",
+        "Tempi e scadenze",
+        "Costi",
+        "Accedi al servizio",
+        "Condizioni di servizio",
+        "Contatti",
+    ] {
+        assert!(page.contains(section), "{section}");
+    }
+    assert!(page.contains("fino al 31 gennaio 2027"));
+
+    // Applying needs a login, and comes back to the application.
+    let anonymous = app.get("/servizi/fna-b2/domanda").await;
+    assert_eq!(anonymous.status(), StatusCode::SEE_OTHER);
+    assert!(location(&anonymous).starts_with("/accedi?next=%2Fservizi%2Ffna-b2%2Fdomanda"));
+    app.login("mario-rossi").await;
+
+    // No consent, no draft.
+    let token = csrf(&app, "/servizi/fna-b2/domanda").await;
+    let refused = app
+        .post_form(
+            "/servizi/fna-b2/domanda",
+            &[("csrf_token", &token), ("ente", "valleverde")],
+        )
+        .await;
+    assert_eq!(refused.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(refused
+        .text()
+        .await
+        .unwrap()
+        .contains("devi dichiarare di aver letto l&#x27;informativa"));
+    let id = start(&app, "fna-b2", "valleverde").await;
+
+    // Step 1 is prefilled from the identity (once-only).
+    let step1 = app.text(&format!("/domande/{id}/passo/1")).await;
+    assert!(step1.contains("value=\"Mario\"") && step1.contains("value=\"RSSMRA80A01H501U\""));
+    assert!(step1.contains("value=\"mario.rossi@example.it\""));
+
+    // Errors are shown next to each field, in Italian, and nothing typed is lost.
+    let wrong = step(
+        &app,
+        &id,
+        1,
+        "avanti",
+        &[
+            ("richiedente_nome", "Mario"),
+            ("richiedente_cognome", "Rossi"),
+            ("richiedente_cf", "RSSMRA80A01H501U"),
+            ("richiedente_nascita", "1980-01-01"),
+            ("residenza_indirizzo", "Via Roma 1"),
+            ("residenza_cap", "2010"),
+            ("residenza_comune", "Valleverde"),
+            ("email", "mario.rossi@example.it"),
+            ("telefono", "333 1234567"),
+        ],
+    )
+    .await;
+    assert_eq!(wrong.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let html = wrong.text().await.unwrap();
+    assert!(html.contains("Il CAP è formato da 5 cifre."));
+    assert!(
+        html.contains("Scegli una delle opzioni."),
+        "per_se_stesso is required"
+    );
+    assert!(html.contains("aria-invalid=\"true\" aria-describedby=\"f-residenza_cap-errore\""));
+    assert!(
+        html.contains("value=\"2010\""),
+        "the wrong value is shown again to be corrected"
+    );
+    assert!(html.contains("role=\"alert\""));
+
+    // Saved as a draft, listed in the area personale with the closing date, resumed where left.
+    let saved = step(
+        &app,
+        &id,
+        1,
+        "salva",
+        &[
+            ("richiedente_nome", "Mario"),
+            ("richiedente_cognome", "Rossi"),
+            ("richiedente_cf", "RSSMRA80A01H501U"),
+            ("richiedente_nascita", "1980-01-01"),
+            ("residenza_indirizzo", "Via Roma 1"),
+            ("residenza_cap", "20100"),
+            ("residenza_comune", "Valleverde"),
+            ("email", "mario.rossi@example.it"),
+            ("telefono", "333 1234567"),
+            ("per_se_stesso", "no"),
+        ],
+    )
+    .await;
+    assert_eq!(location(&saved), format!("/domande/{id}/passo/1?salvata=1"));
+    let list = app.text("/area-personale/pratiche").await;
+    assert!(
+        list.contains("Bozza") && list.contains("Da inviare entro il 31 gennaio 2027"),
+        "{list}"
+    );
+    let resume = app.get(&format!("/domande/{id}")).await;
+    assert_eq!(location(&resume), format!("/domande/{id}/passo/1"));
+    assert!(app
+        .text(&format!("/domande/{id}/passo/1"))
+        .await
+        .contains("value=\"20100\""));
+    // Starting again from the service page resumes the same draft.
+    assert_eq!(
+        location(&app.get("/servizi/fna-b2/domanda").await),
+        format!("/domande/{id}")
+    );
+
+    next_ok(
+        &app,
+        &id,
+        1,
+        &[
+            ("richiedente_nome", "Mario"),
+            ("richiedente_cognome", "Rossi"),
+            ("richiedente_cf", "RSSMRA80A01H501U"),
+            ("richiedente_nascita", "01/01/1980"),
+            ("residenza_indirizzo", "Via Roma 1"),
+            ("residenza_cap", "20100"),
+            ("residenza_comune", "Valleverde"),
+            ("email", "mario.rossi@example.it"),
+            ("telefono", "333 1234567"),
+            ("per_se_stesso", "no"),
+        ],
+        "passo/2",
+    )
+    .await;
+
+    // Step 2: the person cared for (asked because the application is for someone else).
+    let step2 = app.text(&format!("/domande/{id}/passo/2")).await;
+    assert!(step2.contains("Codice fiscale della persona assistita"));
+    next_ok(
+        &app,
+        &id,
+        2,
+        &[
+            ("beneficiario_nome", "Luca"),
+            ("beneficiario_cognome", "Rossi"),
+            ("beneficiario_cf", "vrdlcu15c10l219q"),
+            ("beneficiario_nascita", "2015-03-10"),
+            ("beneficiario_titolo", "genitore"),
+            ("condizione", "grave_104"),
+        ],
+        "passo/3",
+    )
+    .await;
+
+    // Step 3: a repeatable group, filled without JavaScript; going back keeps the answers.
+    let added = step(&app, &id, 3, "aggiungi:componenti", &[]).await;
+    assert_eq!(added.status(), StatusCode::SEE_OTHER);
+    let step3 = app.text(&format!("/domande/{id}/passo/3")).await;
+    assert!(step3.contains("name=\"componenti.0.nome\""));
+    let over = step(
+        &app,
+        &id,
+        3,
+        "avanti",
+        &[
+            ("componenti.0.nome", "Anna Rossi"),
+            ("componenti.0.cf", "BNCGLI85D52F205W"),
+            ("componenti.0.relazione", "coniuge"),
+            ("isee_tipo", "ordinario"),
+            ("isee_valore", "45.000,00"),
+            ("isee_protocollo", "INPS-ISEE-2026-12345678A-00"),
+            ("isee_scadenza", "2026-12-31"),
+        ],
+    )
+    .await;
+    assert_eq!(over.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(over
+        .text()
+        .await
+        .unwrap()
+        .contains("Scrivi un valore tra 0,00 € e 40.000,00 €."));
+    let back = step(
+        &app,
+        &id,
+        3,
+        "indietro",
+        &[
+            ("componenti.0.nome", "Anna Rossi"),
+            ("componenti.0.cf", "BNCGLI85D52F205W"),
+            ("componenti.0.relazione", "coniuge"),
+            ("isee_tipo", "ordinario"),
+            ("isee_valore", "18.500"),
+            ("isee_protocollo", "INPS-ISEE-2026-12345678A-00"),
+            ("isee_scadenza", "2026-12-31"),
+        ],
+    )
+    .await;
+    assert_eq!(location(&back), format!("/domande/{id}/passo/2"));
+    assert!(app
+        .text(&format!("/domande/{id}/passo/2"))
+        .await
+        .contains("value=\"VRDLCU15C10L219Q\""));
+    assert!(app
+        .text(&format!("/domande/{id}/passo/3"))
+        .await
+        .contains("value=\"Anna Rossi\""));
+    next_ok(
+        &app,
+        &id,
+        3,
+        &[
+            ("componenti.0.nome", "Anna Rossi"),
+            ("componenti.0.cf", "BNCGLI85D52F205W"),
+            ("componenti.0.relazione", "coniuge"),
+            ("isee_tipo", "ordinario"),
+            ("isee_valore", "18.500"),
+            ("isee_protocollo", "INPS-ISEE-2026-12345678A-00"),
+            ("isee_scadenza", "2026-12-31"),
+        ],
+        "passo/4",
+    )
+    .await;
+    next_ok(
+        &app,
+        &id,
+        4,
+        &[
+            ("tipo_assistenza", "caregiver"),
+            ("caregiver_nome", "Anna Rossi"),
+            ("caregiver_cf", "BNCGLI85D52F205W"),
+            ("iban", "IT60X0542811101000000123456"),
+        ],
+        "riepilogo",
+    )
+    .await;
+
+    // The summary, and the declarations that must be ticked.
+    let summary = app.text(&format!("/domande/{id}/riepilogo")).await;
+    assert!(summary.contains("18.500,00 €") && summary.contains("1 gennaio 1980"));
+    assert!(summary.contains("Componente 1"));
+    let token = hidden_field(&summary, "csrf_token").unwrap();
+    let unticked = app
+        .post_form(&format!("/domande/{id}/invia"), &[("csrf_token", &token)])
+        .await;
+    assert_eq!(unticked.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(unticked
+        .text()
+        .await
+        .unwrap()
+        .contains("devi confermare tutte le dichiarazioni"));
+
+    // Sent: numero di pratica, date, receipt, next steps, rating.
+    let sent = submit(&app, &id).await;
+    assert_eq!(location(&sent), format!("/domande/{id}?inviata=1"));
+    let done = app.text(&format!("/domande/{id}?inviata=1")).await;
+    assert!(
+        done.contains("Domanda inviata") && done.contains("2026&#x2F;000001"),
+        "{done}"
+    );
+    assert!(done.contains("23 novembre 2026, 10:00"));
+    assert!(
+        done.contains("entro il <strong>22 gennaio 2027</strong>"),
+        "60 days from submission"
+    );
+    assert!(done.contains("Quanto è stato facile usare questo servizio?"));
+
+    // A double click or a replayed POST: the same receipt, nothing new.
+    let token = app.csrf_token().await;
+    let again = app
+        .post_form(
+            &format!("/domande/{id}/invia"),
+            &[("csrf_token", &token), ("dichiarazione_veridicita", "si")],
+        )
+        .await;
+    assert_eq!(location(&again), format!("/domande/{id}?inviata=1"));
+    assert_eq!(
+        count(
+            &app,
+            "SELECT COUNT(*) FROM applications WHERE numero IS NOT NULL AND id = $1",
+            &id
+        )
+        .await,
+        1
+    );
+    assert_eq!(count(&app, "SELECT COUNT(*) FROM outbox WHERE event_type = 'pratica.inviata' AND aggregate_id = $1", &id).await, 1);
+    assert_eq!(
+        count(
+            &app,
+            "SELECT COUNT(*) FROM application_history WHERE application_id = $1",
+            &id
+        )
+        .await,
+        1
+    );
+
+    // The receipt opens in a standard reader, and carries what it must.
+    let text = receipt_text(&app, &id).await;
+    assert!(text.contains("2026/000001"), "{text}");
+    assert!(text.contains("RSSMRA80A01H501U") && text.contains("Comune di Valleverde"));
+    assert!(text.contains("18.500,00 €") && text.contains("DPR 445/2000"));
+    let snapshot = store::snapshot_text(app.db(), &id).await.unwrap().unwrap();
+    let fingerprint = store::fingerprint(&snapshot);
+    assert!(
+        text.contains(&fingerprint),
+        "the snapshot's SHA-256 is printed"
+    );
+    let code: String =
+        sqlx::query_scalar("SELECT verification_code FROM applications WHERE id = $1")
+            .bind(&id)
+            .fetch_one(&app.db().pool)
+            .await
+            .unwrap();
+    assert!(text.contains(&code));
+
+    // The public verification page: accepts the code, shows nothing personal; refuses a tampered one.
+    let (anon, _) = crate::support::new_client();
+    let ok = anon
+        .get(format!("{}/verifica-ricevuta?codice={code}", app.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ok.status(), StatusCode::OK);
+    let ok = ok.text().await.unwrap();
+    assert!(
+        ok.contains("Ricevuta autentica")
+            && ok.contains("2026&#x2F;000001")
+            && ok.contains(&fingerprint)
+    );
+    assert!(!ok.contains("RSSMRA80A01H501U") && !ok.contains("Rossi"));
+    let mut tampered = code.clone().into_bytes();
+    tampered[0] = if tampered[0] == b'A' { b'B' } else { b'A' };
+    let bad = anon
+        .get(format!(
+            "{}/verifica-ricevuta?codice={}",
+            app.url,
+            String::from_utf8(tampered).unwrap()
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad.status(), StatusCode::NOT_FOUND);
+    assert!(bad.text().await.unwrap().contains("Codice non valido"));
+
+    // Status: taken in charge, documents requested with a deadline and a direct link, answered once.
+    app.clock.advance_ms(DAY_MS);
+    app.login("mario-rossi").await;
+    change(
+        &app,
+        &id,
+        &Change {
+            protocollo: Some("2026/0004567"),
+            ..Change::to(Status::Protocollata, Actor::Csi, None)
+        },
+    )
+    .await
+    .unwrap();
+    change(
+        &app,
+        &id,
+        &Change::to(
+            Status::PresaInCarico,
+            Actor::Operatore,
+            Some("NREPLA75E15D969F"),
+        ),
+    )
+    .await
+    .unwrap();
+    let deadline = Date::from_calendar_date(2026, Month::December, 14).unwrap();
+    change(
+        &app,
+        &id,
+        &Change {
+            request: Some((
+                "Inviate il verbale di invalidità civile aggiornato.",
+                deadline,
+            )),
+            ..Change::to(
+                Status::InAttesaDiIntegrazioni,
+                Actor::Operatore,
+                Some("NREPLA75E15D969F"),
+            )
+        },
+    )
+    .await
+    .unwrap();
+    let pratica = app.text(&format!("/domande/{id}")).await;
+    assert!(pratica.contains("In attesa di integrazioni") && pratica.contains("2026&#x2F;0004567"));
+    assert!(
+        pratica.contains("24 novembre 2026"),
+        "the date it was taken in charge"
+    );
+    assert!(pratica.contains("Rispondi entro il <strong>14 dicembre 2026</strong>"));
+    assert!(pratica.contains(&format!("href=\"/domande/{id}/integrazioni\"")));
+    assert!(app
+        .text("/area-personale/pratiche")
+        .await
+        .contains("L'ufficio ti chiede altri documenti"));
+    let token = csrf(&app, &format!("/domande/{id}/integrazioni")).await;
+    let empty = app
+        .post_form(
+            &format!("/domande/{id}/integrazioni"),
+            &[("csrf_token", &token), ("risposta", " ")],
+        )
+        .await;
+    assert_eq!(empty.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let answered = app
+        .post_form(
+            &format!("/domande/{id}/integrazioni"),
+            &[
+                ("csrf_token", &token),
+                ("risposta", "Consegnato allo sportello il 25/11."),
+            ],
+        )
+        .await;
+    assert_eq!(location(&answered), format!("/domande/{id}?risposta=1"));
+    let pratica = app.text(&format!("/domande/{id}")).await;
+    assert!(pratica.contains("Integrazioni ricevute"));
+    assert!(
+        !pratica.contains(&format!("href=\"/domande/{id}/integrazioni\"")),
+        "the link is used once"
+    );
+    assert_eq!(
+        location(&app.get(&format!("/domande/{id}/integrazioni")).await),
+        format!("/domande/{id}")
+    );
+    assert_eq!(
+        count(
+            &app,
+            "SELECT COUNT(*) FROM outbox WHERE event_type = 'pratica.stato' AND aggregate_id = $1",
+            &id
+        )
+        .await,
+        3,
+        "the office's and the citizen's changes go to the CSI; the CSI's own do not come back"
+    );
+
+    // Withdrawn by the citizen, after which nothing changes any more.
+    let token = csrf(&app, &format!("/domande/{id}/ritira")).await;
+    let withdrawn = app
+        .post_form(
+            &format!("/domande/{id}/ritira"),
+            &[
+                ("csrf_token", &token),
+                ("motivo", "Ho trovato un'altra soluzione."),
+            ],
+        )
+        .await;
+    assert_eq!(location(&withdrawn), format!("/domande/{id}?ritirata=1"));
+    let pratica = app.text(&format!("/domande/{id}")).await;
+    assert!(pratica.contains("Ritirata") && !pratica.contains("Ritira la domanda</a>"));
+    assert!(matches!(
+        change(
+            &app,
+            &id,
+            &Change::to(Status::Accolta, Actor::Operatore, None)
+        )
+        .await,
+        Err(TransitionError::NotAllowed { .. })
+    ));
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn bonus_famiglia_needs_a_child_and_the_isee_under_the_threshold() {
+    let app = spawn_app().await;
+    app.clock.set_ms(NOV_23_2026);
+    app.login("anna-verdi").await;
+    // One ente only: no choice to make.
+    let id = start(&app, "bonus-famiglia", "valleverde").await;
+    next_ok(
+        &app,
+        &id,
+        1,
+        &[
+            ("richiedente_nome", "Anna"),
+            ("richiedente_cognome", "Verdi"),
+            ("richiedente_cf", "VRDNNA78M41L219W"),
+            ("residenza_indirizzo", "Via dei Mille 3"),
+            ("email", "anna.verdi@example.it"),
+            ("telefono", ""),
+        ],
+        "passo/2",
+    )
+    .await;
+    let none = step(&app, &id, 2, "avanti", &[]).await;
+    assert_eq!(none.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(none
+        .text()
+        .await
+        .unwrap()
+        .contains("Aggiungi almeno 1 figlio."));
+    step(&app, &id, 2, "aggiungi:figli", &[]).await;
+    let future = step(
+        &app,
+        &id,
+        2,
+        "avanti",
+        &[
+            ("figli.0.nome", "Luca Verdi"),
+            ("figli.0.cf", "VRDLCU15C10L219Q"),
+            ("figli.0.nascita", "2030-03-10"),
+        ],
+    )
+    .await;
+    assert!(future
+        .text()
+        .await
+        .unwrap()
+        .contains("La data non può essere nel futuro."));
+    next_ok(
+        &app,
+        &id,
+        2,
+        &[
+            ("figli.0.nome", "Luca Verdi"),
+            ("figli.0.cf", "VRDLCU15C10L219Q"),
+            ("figli.0.nascita", "10/03/2015"),
+            ("altri_contributi", "si"),
+            ("altri_contributi_importo", "150"),
+        ],
+        "passo/3",
+    )
+    .await;
+    let over = step(
+        &app,
+        &id,
+        3,
+        "avanti",
+        &[
+            ("isee_valore", "30.000,01"),
+            ("isee_protocollo", "INPS-ISEE-2026-87654321B-01"),
+            ("iban", "IT60X0542811101000000123456"),
+        ],
+    )
+    .await;
+    assert_eq!(over.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(over
+        .text()
+        .await
+        .unwrap()
+        .contains("Scrivi un valore tra 0,00 € e 30.000,00 €."));
+    let bad_iban = step(
+        &app,
+        &id,
+        3,
+        "avanti",
+        &[
+            ("isee_valore", "12.000"),
+            ("isee_protocollo", "INPS-ISEE-2026-87654321B-01"),
+            ("iban", "IT60 X054"),
+        ],
+    )
+    .await;
+    assert!(bad_iban
+        .text()
+        .await
+        .unwrap()
+        .contains("Scrivi l&#x27;IBAN italiano di 27 caratteri"));
+    next_ok(
+        &app,
+        &id,
+        3,
+        &[
+            ("isee_valore", "12.000"),
+            ("isee_protocollo", "INPS-ISEE-2026-87654321B-01"),
+            ("iban", "IT60X0542811101000000123456"),
+        ],
+        "riepilogo",
+    )
+    .await;
+    let summary = app.text(&format!("/domande/{id}/riepilogo")).await;
+    assert!(summary.contains("150,00 €") && summary.contains("10 marzo 2015"));
+    assert_eq!(
+        location(&submit(&app, &id).await),
+        format!("/domande/{id}?inviata=1")
+    );
+    let done = app.text(&format!("/domande/{id}")).await;
+    assert!(
+        done.contains("2026&#x2F;000001") && done.contains("entro il 23 dicembre 2026"),
+        "30 days"
+    );
+    let text = receipt_text(&app, &id).await;
+    assert!(
+        text.contains("Bonus famiglia")
+            && text.contains("VRDLCU15C10L219Q")
+            && text.contains("12.000,00 €")
+    );
+    // The rating, once.
+    let token = csrf(&app, &format!("/domande/{id}")).await;
+    let rated = app
+        .post_form(
+            &format!("/domande/{id}/valutazione"),
+            &[
+                ("csrf_token", &token),
+                ("stelle", "4"),
+                ("dettaglio", "Le indicazioni erano chiare"),
+                ("commento", "Veloce."),
+            ],
+        )
+        .await;
+    assert_eq!(location(&rated), format!("/domande/{id}?valutazione=1"));
+    assert!(!app
+        .text(&format!("/domande/{id}"))
+        .await
+        .contains("Quanto è stato facile"));
+    let rating: Option<i64> = sqlx::query_scalar("SELECT rating FROM applications WHERE id = $1")
+        .bind(&id)
+        .fetch_one(&app.db().pool)
+        .await
+        .unwrap();
+    assert_eq!(rating, Some(4));
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn sad_for_a_relative_prefills_from_the_previous_application_and_can_be_withdrawn() {
+    let app = spawn_app().await;
+    app.clock.set_ms(NOV_23_2026);
+    app.login("giulia-bianchi").await;
+    let id = start(&app, "sad", "montebello").await;
+    next_ok(
+        &app,
+        &id,
+        1,
+        &[
+            ("richiedente_nome", "Giulia"),
+            ("richiedente_cognome", "Bianchi"),
+            ("richiedente_cf", "BNCGLI85D52F205W"),
+            ("email", ""),
+            ("telefono", "+39 338 7654321"),
+            ("per_chi", "familiare"),
+        ],
+        "passo/2",
+    )
+    .await;
+    let short = step(
+        &app,
+        &id,
+        2,
+        "avanti",
+        &[
+            ("assistito_nome", "Rosa Bianchi"),
+            ("assistito_cf", "RSSMRA80A01H501U"),
+            ("indirizzo_assistenza", "Via Verdi 5"),
+            ("bisogno", "cura_persona"),
+            ("descrizione", "Aiuto."),
+            ("ore_settimanali", "6"),
+        ],
+    )
+    .await;
+    assert_eq!(short.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(short
+        .text()
+        .await
+        .unwrap()
+        .contains("Scrivi almeno 20 caratteri."));
+    next_ok(
+        &app,
+        &id,
+        2,
+        &[
+            ("assistito_nome", "Rosa Bianchi"),
+            ("assistito_cf", "RSSMRA80A01H501U"),
+            ("indirizzo_assistenza", "Via Verdi 5"),
+            ("vive_solo", "si"),
+            ("bisogno", "cura_persona"),
+            (
+                "descrizione",
+                "Mia madre ha 88 anni e non riesce più a lavarsi da sola.",
+            ),
+            ("ore_settimanali", "6,5"),
+        ],
+        "passo/3",
+    )
+    .await;
+    // A field shown only for one answer: not required for the other, and dropped.
+    next_ok(
+        &app,
+        &id,
+        3,
+        &[("presenta_isee", "no"), ("isee_valore", "")],
+        "riepilogo",
+    )
+    .await;
+    let summary = app.text(&format!("/domande/{id}/riepilogo")).await;
+    assert!(!summary.contains("Valore ISEE"));
+    assert!(summary.contains("6.5"), "numbers are kept normalised");
+    assert_eq!(
+        location(&submit(&app, &id).await),
+        format!("/domande/{id}?inviata=1")
+    );
+    let text = receipt_text(&app, &id).await;
+    assert!(
+        text.contains("Comune di Montebello")
+            && text.contains("2026/000001")
+            && text.contains("Mia madre ha 88 anni")
+    );
+
+    // Once-only: a new application proposes the address given in the previous one.
+    let second = start(&app, "sad", "montebello").await;
+    assert_ne!(second, id);
+    let step2 = app.text(&format!("/domande/{second}/passo/2")).await;
+    assert!(step2.contains("value=\"Via Verdi 5\""), "{step2}");
+
+    // Withdrawn while allowed.
+    let token = csrf(&app, &format!("/domande/{id}/ritira")).await;
+    app.post_form(&format!("/domande/{id}/ritira"), &[("csrf_token", &token)])
+        .await;
+    assert!(app
+        .text(&format!("/domande/{id}"))
+        .await
+        .contains("Ritirata"));
+    let list = app.text("/area-personale/pratiche").await;
+    assert!(list.contains("Ritirata") && list.contains("Bozza"));
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn someone_else_s_application_does_not_exist_for_you() {
+    let app = spawn_app().await;
+    app.clock.set_ms(NOV_23_2026);
+    app.login("mario-rossi").await;
+    let id = start(&app, "sad", "valleverde").await;
+    app.logout().await;
+    app.login("giulia-bianchi").await;
+    for path in [
+        format!("/domande/{id}"),
+        format!("/domande/{id}/passo/1"),
+        format!("/domande/{id}/riepilogo"),
+        format!("/domande/{id}/ricevuta.pdf"),
+    ] {
+        assert_eq!(
+            app.get(&path).await.status(),
+            StatusCode::NOT_FOUND,
+            "{path}"
+        );
+    }
+    let token = app.csrf_token().await;
+    let forged = app
+        .post_form(
+            &format!("/domande/{id}/passo/1"),
+            &[("csrf_token", &token), ("richiedente_nome", "X")],
+        )
+        .await;
+    assert_eq!(forged.status(), StatusCode::NOT_FOUND);
+    let forged = app
+        .post_form(&format!("/domande/{id}/invia"), &[("csrf_token", &token)])
+        .await;
+    assert_eq!(forged.status(), StatusCode::NOT_FOUND);
+    assert_eq!(
+        count(
+            &app,
+            "SELECT COUNT(*) FROM applications WHERE id = $1 AND status = 'bozza'",
+            &id
+        )
+        .await,
+        1
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_draft_of_a_closed_window_is_kept_but_cannot_be_sent() {
+    let app = spawn_app().await;
+    app.clock.set_ms(NOV_23_2026);
+    app.login("mario-rossi").await;
+    let id = start(&app, "fna-b2", "valleverde").await;
+    app.clock.set_ms(FEB_1_2027);
+    // Weeks later the session has ended: the citizen logs in again.
+    app.login("mario-rossi").await;
+    let list = app.text("/area-personale/pratiche").await;
+    assert!(list.contains("questa bozza non si può inviare"), "{list}");
+    assert!(app
+        .text("/servizi/fna-b2")
+        .await
+        .contains("è scaduto il 31 gennaio 2027"));
+    let token = csrf(&app, &format!("/domande/{id}/riepilogo")).await;
+    let late = app
+        .post_form(&format!("/domande/{id}/invia"), &[("csrf_token", &token)])
+        .await;
+    assert_eq!(late.status(), StatusCode::CONFLICT);
+    assert!(late
+        .text()
+        .await
+        .unwrap()
+        .contains("La bozza resta salvata"));
+    assert_eq!(
+        count(
+            &app,
+            "SELECT COUNT(*) FROM applications WHERE id = $1 AND status = 'bozza'",
+            &id
+        )
+        .await,
+        1
+    );
+    app.stop().await;
+}
+
+/// A draft filled directly in the database, ready to send.
+async fn ready_draft(app: &TestApp, cf: &str) -> String {
+    let answers = portal::applications::form::Answers::new();
+    store::create_draft(
+        app.db(),
+        NOV_23_2026,
+        &store::NewDraft {
+            ente_code: "valleverde",
+            service_code: "sad",
+            form_version: 1,
+            applicant_cf: cf,
+            answers: &answers,
+        },
+    )
+    .await
+    .unwrap()
+}
+
+fn submission<'a>(
+    cf: &'a str,
+    answers: &'a portal::applications::form::Answers,
+) -> store::Submission<'a> {
+    store::Submission {
+        applicant_cf: cf,
+        applicant_name: "Mario Rossi",
+        ente_name: "Comune di Valleverde",
+        service_title: "Assistenza domiciliare (SAD)",
+        form_version: 1,
+        term_days: 30,
+        answers,
+        summary: Vec::new(),
+        declarations: vec!["Dichiaro".into()],
+    }
+}
+
+#[tokio::test]
+async fn two_hundred_concurrent_submissions_get_two_hundred_numbers_without_gaps() {
+    let app = spawn_app().await;
+    let cf = "RSSMRA80A01H501U";
+    let mut ids = Vec::new();
+    for _ in 0..200 {
+        ids.push(ready_draft(&app, cf).await);
+    }
+    let answers = portal::applications::form::Answers::new();
+    let send = |id: String| {
+        let db = app.db().clone();
+        let answers = answers.clone();
+        tokio::spawn(async move {
+            store::submit(&db, NOV_23_2026, &id, &submission(cf, &answers)).await
+        })
+    };
+    // Every draft sent twice at once: the replay must create nothing.
+    let tasks: Vec<_> = ids
+        .iter()
+        .chain(ids.iter())
+        .map(|id| send(id.clone()))
+        .collect();
+    let mut new = Vec::new();
+    let mut already = 0;
+    for t in tasks {
+        match t.await.unwrap().unwrap() {
+            Some(store::Submitted::New(numero)) => new.push(numero),
+            Some(store::Submitted::Already) => already += 1,
+            None => panic!("a draft vanished"),
+        }
+    }
+    assert_eq!(new.len(), 200);
+    assert_eq!(already, 200);
+    new.sort();
+    let expected: Vec<String> = (1..=200).map(|n| format!("2026/{n:06}")).collect();
+    assert_eq!(new, expected, "distinct, gapless, from 1");
+    let stored: i64 = sqlx::query_scalar(
+        "SELECT COUNT(DISTINCT numero) FROM applications WHERE numero IS NOT NULL",
+    )
+    .fetch_one(&app.db().pool)
+    .await
+    .unwrap();
+    assert_eq!(stored, 200);
+    let events: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM outbox WHERE event_type = 'pratica.inviata'")
+            .fetch_one(&app.db().pool)
+            .await
+            .unwrap();
+    assert_eq!(events, 200);
+    // Another ente counts on its own.
+    let other = store::create_draft(
+        app.db(),
+        NOV_23_2026,
+        &store::NewDraft {
+            ente_code: "montebello",
+            service_code: "sad",
+            form_version: 1,
+            applicant_cf: cf,
+            answers: &answers,
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        store::submit(app.db(), NOV_23_2026, &other, &submission(cf, &answers))
+            .await
+            .unwrap(),
+        Some(store::Submitted::New("2026/000001".into()))
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn illegal_transitions_are_refused_and_legal_ones_keep_who_when_and_why() {
+    let app = spawn_app().await;
+    app.clock.set_ms(NOV_23_2026);
+    let cf = "RSSMRA80A01H501U";
+    let id = ready_draft(&app, cf).await;
+    // A draft is sent only through the submission.
+    assert!(matches!(
+        change(
+            &app,
+            &id,
+            &Change::to(Status::Inviata, Actor::Cittadino, Some(cf))
+        )
+        .await,
+        Err(TransitionError::NotAllowed { .. })
+    ));
+    let answers = portal::applications::form::Answers::new();
+    store::submit(app.db(), NOV_23_2026, &id, &submission(cf, &answers))
+        .await
+        .unwrap();
+    let op = Some("NREPLA75E15D969F");
+    assert!(matches!(
+        change(
+            &app,
+            &id,
+            &Change::to(Status::Accolta, Actor::Operatore, op)
+        )
+        .await,
+        Err(TransitionError::NotAllowed { .. })
+    ));
+    assert!(matches!(
+        change(
+            &app,
+            &id,
+            &Change::to(Status::Protocollata, Actor::Cittadino, Some(cf))
+        )
+        .await,
+        Err(TransitionError::NotAllowed { .. })
+    ));
+    assert!(matches!(
+        change(
+            &app,
+            &id,
+            &Change::to(Status::Protocollata, Actor::Csi, None)
+        )
+        .await,
+        Err(TransitionError::ProtocolRequired)
+    ));
+    change(
+        &app,
+        &id,
+        &Change::to(Status::PresaInCarico, Actor::Operatore, op),
+    )
+    .await
+    .unwrap();
+    // No rejection without the 10-bis notice, and none without a reason.
+    assert!(matches!(
+        change(
+            &app,
+            &id,
+            &Change::to(Status::Respinta, Actor::Operatore, op)
+        )
+        .await,
+        Err(TransitionError::NotAllowed { .. })
+    ));
+    assert!(matches!(
+        change(
+            &app,
+            &id,
+            &Change::to(Status::PreavvisoDiRigetto, Actor::Operatore, op)
+        )
+        .await,
+        Err(TransitionError::ReasonRequired(_))
+    ));
+    // A request for documents needs a deadline after today.
+    assert!(matches!(
+        change(
+            &app,
+            &id,
+            &Change {
+                request: Some(("Documenti", today(&app))),
+                ..Change::to(Status::InAttesaDiIntegrazioni, Actor::Operatore, op)
+            }
+        )
+        .await,
+        Err(TransitionError::RequestIncomplete)
+    ));
+    change(
+        &app,
+        &id,
+        &Change {
+            reason: Some("ISEE oltre la soglia"),
+            ..Change::to(Status::PreavvisoDiRigetto, Actor::Operatore, op)
+        },
+    )
+    .await
+    .unwrap();
+    change(
+        &app,
+        &id,
+        &Change {
+            reason: Some("Nessuna osservazione entro 10 giorni"),
+            ..Change::to(Status::Respinta, Actor::Operatore, op)
+        },
+    )
+    .await
+    .unwrap();
+    assert!(matches!(
+        change(
+            &app,
+            &id,
+            &Change::to(Status::Ritirata, Actor::Cittadino, Some(cf))
+        )
+        .await,
+        Err(TransitionError::NotAllowed { .. })
+    ));
+    let history: Vec<(String, String, Option<String>, Option<String>)> = sqlx::query_as(
+        "SELECT to_status, actor_kind, actor_cf, reason FROM application_history WHERE application_id = $1 ORDER BY id",
+    ).bind(&id).fetch_all(&app.db().pool).await.unwrap();
+    let to: Vec<&str> = history.iter().map(|h| h.0.as_str()).collect();
+    assert_eq!(
+        to,
+        [
+            "inviata",
+            "presa_in_carico",
+            "preavviso_di_rigetto",
+            "respinta"
+        ]
+    );
+    assert_eq!(history[3].1, "operatore");
+    assert_eq!(history[3].2.as_deref(), op);
+    assert_eq!(
+        history[3].3.as_deref(),
+        Some("Nessuna osservazione entro 10 giorni")
+    );
+    app.stop().await;
+}
