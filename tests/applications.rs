@@ -749,6 +749,15 @@ async fn bonus_famiglia_needs_a_child_and_the_isee_under_the_threshold() {
         .await
         .unwrap();
     assert_eq!(rating, Some(4));
+    // The applications are in the download of all one's data.
+    let export: serde_json::Value = app
+        .get("/area-personale/esportazione.json")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(export["pratiche"][0]["numero"], "2026/000001");
+    assert_eq!(export["pratiche"][0]["risposte"]["isee_valore"], "12000.00");
     app.stop().await;
 }
 

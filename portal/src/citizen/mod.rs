@@ -295,6 +295,20 @@ async fn export_json(
     .bind(cf)
     .fetch_all(&state.db.pool)
     .await?;
+    let pratiche: Vec<serde_json::Value> = crate::applications::store::list_for(&state.db, cf)
+        .await?
+        .into_iter()
+        .map(|a| {
+            serde_json::json!({
+                "servizio": a.service_code,
+                "ente": a.ente_code,
+                "numero": a.numero,
+                "stato": a.status.label(),
+                "inviata_il": a.submitted_at.map(date_time),
+                "risposte": a.answers,
+            })
+        })
+        .collect();
     let body = serde_json::json!({
         "generato_il": date_time(state.clock.now_ms()),
         "titolare": state.config.ente.name,
@@ -309,6 +323,7 @@ async fn export_json(
             "ultimo_aggiornamento": date_time(updated),
         },
         "ruoli_come_operatore": roles.iter().map(|(ente, role)| serde_json::json!({ "ente": ente, "ruolo": role })).collect::<Vec<_>>(),
+        "pratiche": pratiche,
         "accessi_ai_tuoi_dati": accesses(&state, cf, i64::MAX).await?,
     });
     Ok(HttpResponse::Ok()

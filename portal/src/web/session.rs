@@ -160,15 +160,20 @@ pub fn removal_cookie(state: &AppState) -> Cookie<'static> {
 }
 
 /// Creates a session; returns the cookie value (given only to the browser) and the session.
-pub async fn create(
-    state: &AppState,
+pub async fn create(state: &AppState, data: SessionData) -> Result<(String, Session), AppError> {
+    create_in(&state.db, state.clock.now_ms(), data).await
+}
+
+/// As [`create`], given the database and the time (the click-day benchmark seeds sessions with it).
+pub async fn create_in(
+    db: &Db,
+    now: i64,
     mut data: SessionData,
 ) -> Result<(String, Session), AppError> {
     let token = random_token(32);
     if data.csrf.is_empty() {
         data.csrf = random_token(32);
     }
-    let now = state.clock.now_ms();
     let json = serde_json::to_string(&data).map_err(|e| AppError::Internal(e.to_string()))?;
     sqlx::query(
         "INSERT INTO sessions (id, data, created_at, last_seen_at) VALUES ($1, $2, $3, $3)",
@@ -176,7 +181,7 @@ pub async fn create(
     .bind(hash(&token))
     .bind(json)
     .bind(now)
-    .execute(&state.db.pool)
+    .execute(&db.pool)
     .await?;
     Ok((
         token.clone(),

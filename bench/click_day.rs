@@ -1,0 +1,330 @@
+//! Click day: many citizens press "Conferma e invia" at the same moment.
+//!
+//!     cargo bench --bench click_day                          # SQLite, 2000 citizens
+//!     BENCH_DB=postgres cargo bench --bench click_day        # PostgreSQL on 127.0.0.1:5432
+//!     cargo bench --bench click_day -- --citizens 5000 --rate 1500
+//!
+//! Sportello runs in this process (release build) on a fresh database. Each citizen gets a session
+//! and a complete draft of the SAD request (seeded directly: logging thousands of people in through
+//! the identity provider is not what is measured). Then every citizen sends `POST /domande/{id}/invia`
+//! at once, through real HTTP: session, CSRF, ownership, validation of every answer, the numbering
+//! transaction with its history and outbox rows. Then a replay of every request (a double click),
+//! which must create nothing; then every citizen sends a second application, this time arriving at a
+//! steady `--rate` per second (default 1000), which is how latency under a given load is read. Each
+//! phase reports submissions per second, p50/p99 latency and errors; at the end the database is
+//! checked: every submission that got its receipt is stored exactly once, numbers distinct and
+//! gapless per ente, one outbox event each.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use portal::applications::form::Answers;
+use portal::applications::store;
+use portal::auth::{Person, Principal};
+use portal::clock::{Clock, SystemClock};
+use portal::config::Config;
+use portal::domain::CodiceFiscale;
+use portal::server::Server;
+use portal::web::session::{self, SessionData};
+use serde_json::Value;
+use sqlx::Connection;
+
+/// A valid codice fiscale for citizen `i`: letters from `i`, then the check character that fits.
+fn codice_fiscale(i: usize) -> CodiceFiscale {
+    let mut n = i;
+    let mut letters = String::new();
+    for _ in 0..6 {
+        letters.push(char::from(b'A' + (n % 26) as u8));
+        n /= 26;
+    }
+    let body = format!("{letters}80A01H501");
+    ('A'..='Z')
+        .find_map(|c| CodiceFiscale::parse(&format!("{body}{c}")).ok())
+        .expect("some check character fits")
+}
+
+fn sad_answers(cf: &str) -> Answers {
+    let mut a = Answers::new();
+    for (k, v) in [
+        ("richiedente_nome", "Maria"),
+        ("richiedente_cognome", "Esposito"),
+        ("richiedente_cf", cf),
+        ("email", ""),
+        ("telefono", "3331234567"),
+        ("per_chi", "me"),
+        ("indirizzo_assistenza", "Via Roma 1"),
+        ("bisogno", "casa"),
+        (
+            "descrizione",
+            "Vivo da sola e non riesco più a fare le pulizie di casa.",
+        ),
+        ("ore_settimanali", "4"),
+        ("presenta_isee", "no"),
+    ] {
+        a.insert(k.into(), Value::String(v.into()));
+    }
+    a.insert("vive_solo".into(), Value::Bool(true));
+    a
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i]
+}
+
+struct Citizen {
+    token: String,
+    csrf: String,
+    /// One draft for the burst, one for the paced phase.
+    drafts: [String; 2],
+}
+
+#[tokio::main]
+async fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let citizens: usize = args
+        .iter()
+        .position(|a| a == "--citizens")
+        .and_then(|i| args.get(i + 1))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(2000);
+    let rate: f64 = args
+        .iter()
+        .position(|a| a == "--rate")
+        .and_then(|i| args.get(i + 1))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(1000.0);
+    let backend = std::env::var("BENCH_DB").unwrap_or_else(|_| "sqlite".into());
+    let root = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let dir = tempfile::tempdir().unwrap();
+    let url = match backend.as_str() {
+        "sqlite" => format!(
+            "sqlite://{}?mode=rwc",
+            dir.path().join("bench.db").display()
+        ),
+        "postgres" => {
+            sqlx::any::install_default_drivers();
+            let admin = std::env::var("BENCH_POSTGRES_URL")
+                .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
+            let mut conn = sqlx::AnyConnection::connect(&admin).await.unwrap();
+            sqlx::query("DROP DATABASE IF EXISTS sportello_bench WITH (FORCE)")
+                .execute(&mut conn)
+                .await
+                .unwrap();
+            sqlx::query("CREATE DATABASE sportello_bench")
+                .execute(&mut conn)
+                .await
+                .unwrap();
+            admin.rsplit_once('/').unwrap().0.to_string() + "/sportello_bench"
+        }
+        other => panic!("BENCH_DB={other}: use sqlite or postgres"),
+    };
+    let mut config = Config {
+        data_dir: dir.path().to_path_buf(),
+        static_dir: root.join("static"),
+        forms_dir: root.join("forms"),
+        ..Config::default()
+    };
+    config.http.addr = "127.0.0.1:0".into();
+    config.database.url = Some(url.into());
+    config.database.max_connections = 16;
+    config.jobs.workers = 1;
+    let server = Server::start(config, Arc::new(SystemClock)).await.unwrap();
+    let base = format!("http://{}", server.addr);
+    let db = server.db.clone();
+
+    // Seeding: a session and a complete draft per citizen.
+    let seed = Instant::now();
+    let now = SystemClock.now_ms();
+    let mut people = Vec::with_capacity(citizens);
+    for i in 0..citizens {
+        let cf = codice_fiscale(i);
+        let person = Person {
+            cf: cf.clone(),
+            given_name: "Maria".into(),
+            family_name: "Esposito".into(),
+            spid_level: 2,
+        };
+        let (token, s) = session::create_in(
+            &db,
+            now,
+            SessionData {
+                principal: Some(Principal::Citizen { person }),
+                ..SessionData::default()
+            },
+        )
+        .await
+        .unwrap();
+        let mut drafts = Vec::new();
+        for _ in 0..2 {
+            drafts.push(
+                store::create_draft(
+                    &db,
+                    now,
+                    &store::NewDraft {
+                        ente_code: if i % 2 == 0 {
+                            "valleverde"
+                        } else {
+                            "montebello"
+                        },
+                        service_code: "sad",
+                        form_version: 1,
+                        applicant_cf: cf.as_str(),
+                        answers: &sad_answers(cf.as_str()),
+                    },
+                )
+                .await
+                .unwrap(),
+            );
+        }
+        people.push(Citizen {
+            token,
+            csrf: s.data.csrf,
+            drafts: [drafts[0].clone(), drafts[1].clone()],
+        });
+    }
+    println!(
+        "click day on {backend}: {citizens} citizens seeded in {:.1} s",
+        seed.elapsed().as_secs_f64()
+    );
+
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .pool_max_idle_per_host(citizens)
+        .build()
+        .unwrap();
+    let people = Arc::new(people);
+    let send_all = |label: String, which: usize, rate: Option<f64>| {
+        let client = client.clone();
+        let people = people.clone();
+        let base = base.clone();
+        async move {
+            let gate = Arc::new(tokio::sync::Barrier::new(people.len() + 1));
+            let mut tasks = Vec::with_capacity(people.len());
+            for i in 0..people.len() {
+                let (client, people, base, gate) =
+                    (client.clone(), people.clone(), base.clone(), gate.clone());
+                tasks.push(tokio::spawn(async move {
+                    let c = &people[i];
+                    gate.wait().await;
+                    if let Some(rate) = rate {
+                        tokio::time::sleep(Duration::from_secs_f64(i as f64 / rate)).await;
+                    }
+                    let started = Instant::now();
+                    let response = client
+                        .post(format!("{base}/domande/{}/invia", c.drafts[which]))
+                        .header("Cookie", format!("sportello_session={}", c.token))
+                        .header("Origin", base.as_str())
+                        .form(&[
+                            ("csrf_token", c.csrf.as_str()),
+                            ("dichiarazione_veridicita", "si"),
+                            ("dichiarazione_quota", "si"),
+                        ])
+                        .send()
+                        .await;
+                    let elapsed = started.elapsed();
+                    let ok = match &response {
+                        Ok(r) => {
+                            r.status() == reqwest::StatusCode::SEE_OTHER
+                                && r.headers()
+                                    .get("location")
+                                    .and_then(|l| l.to_str().ok())
+                                    .is_some_and(|l| l.ends_with("?inviata=1"))
+                        }
+                        Err(_) => false,
+                    };
+                    let what = match response {
+                        Ok(r) => r.status().to_string(),
+                        Err(e) => format!("{e}"),
+                    };
+                    (i, ok, elapsed, what)
+                }));
+            }
+            gate.wait().await;
+            let wall = Instant::now();
+            let mut results = Vec::with_capacity(tasks.len());
+            for t in tasks {
+                results.push(t.await.unwrap());
+            }
+            let wall = wall.elapsed();
+            let mut latencies: Vec<Duration> = results.iter().map(|r| r.2).collect();
+            latencies.sort();
+            let ok = results.iter().filter(|r| r.1).count();
+            let mut errors: Vec<String> = results
+                .iter()
+                .filter(|r| !r.1)
+                .map(|r| r.3.clone())
+                .collect();
+            errors.sort();
+            errors.dedup();
+            println!(
+                "{label}: {} requests in {:.2} s = {:.0} submissions/s; p50 {:.0} ms, p99 {:.0} ms, max {:.0} ms; {} errors {:?}",
+                results.len(),
+                wall.as_secs_f64(),
+                results.len() as f64 / wall.as_secs_f64(),
+                percentile(&latencies, 0.50).as_secs_f64() * 1000.0,
+                percentile(&latencies, 0.99).as_secs_f64() * 1000.0,
+                percentile(&latencies, 1.0).as_secs_f64() * 1000.0,
+                results.len() - ok,
+                errors,
+            );
+            results
+                .into_iter()
+                .filter(|r| r.1)
+                .map(|r| r.0)
+                .collect::<Vec<_>>()
+        }
+    };
+
+    let mut receipts: Vec<String> = send_all("burst, all at once".into(), 0, None)
+        .await
+        .into_iter()
+        .map(|i| people[i].drafts[0].clone())
+        .collect();
+    let replayed = send_all("replay of the burst".into(), 0, None).await;
+    let paced = send_all(format!("paced at {rate}/s"), 1, Some(rate)).await;
+    receipts.extend(paced.into_iter().map(|i| people[i].drafts[1].clone()));
+
+    // Every receipt stored exactly once, numbers distinct and gapless per ente.
+    let mut lost = 0;
+    for id in &receipts {
+        let app = store::get(&db, id).await.unwrap();
+        if app.and_then(|a| a.numero).is_none() {
+            lost += 1;
+        }
+    }
+    let rows: Vec<(String, i64, i64, i64)> = sqlx::query_as(
+        "SELECT ente_code, COUNT(*), COUNT(DISTINCT numero_seq), MAX(numero_seq) FROM applications \
+         WHERE numero IS NOT NULL GROUP BY ente_code ORDER BY ente_code",
+    )
+    .fetch_all(&db.pool)
+    .await
+    .unwrap();
+    let stored: i64 = rows.iter().map(|r| r.1).sum();
+    let gapless = rows.iter().all(|r| r.1 == r.2 && r.2 == r.3);
+    let events: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM outbox WHERE event_type = 'pratica.inviata'")
+            .fetch_one(&db.pool)
+            .await
+            .unwrap();
+    println!(
+        "check: {} receipts, {stored} stored, {events} events, {lost} lost, numbers distinct and gapless per ente: {gapless}; replay answered {} times with the same receipt",
+        receipts.len(),
+        replayed.len()
+    );
+    let sound = lost == 0
+        && stored == receipts.len() as i64
+        && events == stored
+        && gapless
+        && replayed.len() == citizens;
+    server.stop().await;
+    if !sound {
+        eprintln!("click day: the data check FAILED");
+        std::process::exit(1);
+    }
+}
