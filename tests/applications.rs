@@ -965,9 +965,12 @@ async fn ready_draft(app: &TestApp, cf: &str) -> String {
 
 fn submission<'a>(
     cf: &'a str,
+    ente: &'a str,
     answers: &'a portal::applications::form::Answers,
 ) -> store::Submission<'a> {
     store::Submission {
+        ente_code: ente,
+        service_code: "sad",
         applicant_cf: cf,
         applicant_name: "Mario Rossi",
         ente_name: "Comune di Valleverde",
@@ -993,7 +996,13 @@ async fn two_hundred_concurrent_submissions_get_two_hundred_numbers_without_gaps
         let db = app.db().clone();
         let answers = answers.clone();
         tokio::spawn(async move {
-            store::submit(&db, NOV_23_2026, &id, &submission(cf, &answers)).await
+            store::submit(
+                &db,
+                NOV_23_2026,
+                &id,
+                &submission(cf, "valleverde", &answers),
+            )
+            .await
         })
     };
     // Every draft sent twice at once: the replay must create nothing.
@@ -1044,9 +1053,14 @@ async fn two_hundred_concurrent_submissions_get_two_hundred_numbers_without_gaps
     .await
     .unwrap();
     assert_eq!(
-        store::submit(app.db(), NOV_23_2026, &other, &submission(cf, &answers))
-            .await
-            .unwrap(),
+        store::submit(
+            app.db(),
+            NOV_23_2026,
+            &other,
+            &submission(cf, "montebello", &answers)
+        )
+        .await
+        .unwrap(),
         Some(store::Submitted::New("2026/000001".into()))
     );
     app.stop().await;
@@ -1069,9 +1083,14 @@ async fn illegal_transitions_are_refused_and_legal_ones_keep_who_when_and_why() 
         Err(TransitionError::NotAllowed { .. })
     ));
     let answers = portal::applications::form::Answers::new();
-    store::submit(app.db(), NOV_23_2026, &id, &submission(cf, &answers))
-        .await
-        .unwrap();
+    store::submit(
+        app.db(),
+        NOV_23_2026,
+        &id,
+        &submission(cf, "valleverde", &answers),
+    )
+    .await
+    .unwrap();
     let op = Some("NREPLA75E15D969F");
     assert!(matches!(
         change(

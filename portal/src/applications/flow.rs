@@ -793,6 +793,8 @@ async fn submit(
         .fetch_optional(&state.db.pool)
         .await?;
     let submission = Submission {
+        ente_code: &app.ente_code,
+        service_code: &app.service_code,
         applicant_cf: person.cf.as_str(),
         applicant_name: &person.display_name(),
         ente_name: &ente_name

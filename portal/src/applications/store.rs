@@ -263,6 +263,9 @@ fn verification_code() -> String {
 
 /// What the submission needs besides the draft.
 pub struct Submission<'a> {
+    /// The draft's ente and service, as read with it.
+    pub ente_code: &'a str,
+    pub service_code: &'a str,
     pub applicant_cf: &'a str,
     pub applicant_name: &'a str,
     pub ente_name: &'a str,
@@ -294,34 +297,14 @@ pub async fn submit(
     let year = today.year();
     let due = today + Duration::days(i64::from(s.term_days));
     let mut tx = db.pool.begin().await?;
-    // The draft is claimed first: a second request for the same draft finds it gone and creates
-    // nothing (and on SQLite this write takes the lock before the counter is read).
-    let claimed = sqlx::query(
-        "UPDATE applications SET status = 'inviata', submitted_at = $1, updated_at = $1 \
-         WHERE id = $2 AND applicant_cf = $3 AND status = 'bozza'",
-    )
-    .bind(now_ms)
-    .bind(id)
-    .bind(s.applicant_cf)
-    .execute(&mut *tx)
-    .await?;
-    if claimed.rows_affected() != 1 {
-        drop(tx);
-        let existing = get(db, id).await?;
-        return Ok(existing
-            .filter(|a| a.applicant_cf == s.applicant_cf && a.numero.is_some())
-            .map(|_| Submitted::Already));
-    }
-    let (ente_code, service_code): (String, String) =
-        sqlx::query_as("SELECT ente_code, service_code FROM applications WHERE id = $1")
-            .bind(id)
-            .fetch_one(&mut *tx)
-            .await?;
+    // The number first (on SQLite this write takes the lock at once), then the draft claimed with
+    // it: a second request for the same draft finds nothing to claim and rolls back, number
+    // included, so numbers stay gapless and the replay creates nothing.
     let (seq,): (i64,) = sqlx::query_as(
         "INSERT INTO application_counters (ente_code, year, last) VALUES ($1, $2, 1) \
          ON CONFLICT (ente_code, year) DO UPDATE SET last = application_counters.last + 1 RETURNING last",
     )
-    .bind(&ente_code)
+    .bind(s.ente_code)
     .bind(i64::from(year))
     .fetch_one(&mut *tx)
     .await?;
@@ -329,9 +312,9 @@ pub async fn submit(
     let code = verification_code();
     let snapshot = Snapshot {
         numero: numero.clone(),
-        ente_code: ente_code.clone(),
+        ente_code: s.ente_code.to_string(),
         ente_name: s.ente_name.to_string(),
-        service_code,
+        service_code: s.service_code.to_string(),
         service_title: s.service_title.to_string(),
         form_version: s.form_version,
         submitted_at: now_ms,
@@ -345,10 +328,13 @@ pub async fn submit(
     };
     let snapshot_json =
         serde_json::to_string(&snapshot).map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
-    sqlx::query(
-        "UPDATE applications SET numero_year = $1, numero_seq = $2, numero = $3, snapshot = $4, answers = $5, \
-         verification_code = $6, due_date = $7, form_version = $8 WHERE id = $9",
+    let claimed = sqlx::query(
+        "UPDATE applications SET status = 'inviata', submitted_at = $1, updated_at = $1, \
+         numero_year = $2, numero_seq = $3, numero = $4, snapshot = $5, answers = $6, \
+         verification_code = $7, due_date = $8, form_version = $9 \
+         WHERE id = $10 AND applicant_cf = $11 AND ente_code = $12 AND service_code = $13 AND status = 'bozza'",
     )
+    .bind(now_ms)
     .bind(i64::from(year))
     .bind(seq)
     .bind(&numero)
@@ -358,8 +344,18 @@ pub async fn submit(
     .bind(due.to_string())
     .bind(i64::from(s.form_version))
     .bind(id)
+    .bind(s.applicant_cf)
+    .bind(s.ente_code)
+    .bind(s.service_code)
     .execute(&mut *tx)
     .await?;
+    if claimed.rows_affected() != 1 {
+        tx.rollback().await?;
+        let existing = get(db, id).await?;
+        return Ok(existing
+            .filter(|a| a.applicant_cf == s.applicant_cf && a.numero.is_some())
+            .map(|_| Submitted::Already));
+    }
     sqlx::query(
         "INSERT INTO application_history (application_id, from_status, to_status, at, actor_kind, actor_cf) \
          VALUES ($1, 'bozza', 'inviata', $2, 'cittadino', $3)",
@@ -372,8 +368,8 @@ pub async fn submit(
     let event = serde_json::json!({
         "pratica": id,
         "numero": numero,
-        "ente": ente_code,
-        "service": snapshot.service_code,
+        "ente": s.ente_code,
+        "service": s.service_code,
         "form_version": s.form_version,
         "submitted_at": now_ms,
         "applicant_cf": s.applicant_cf,
