@@ -438,7 +438,12 @@ async fn fna_b2_draft_resume_submit_receipt_and_status() {
     assert!(text.contains("2026/000001"), "{text}");
     assert!(text.contains("RSSMRA80A01H501U") && text.contains("Comune di Valleverde"));
     assert!(text.contains("18.500,00 €") && text.contains("DPR 445/2000"));
-    let snapshot = store::snapshot_text(app.db(), &id).await.unwrap().unwrap();
+    let snapshot = store::get(app.db(), &id)
+        .await
+        .unwrap()
+        .unwrap()
+        .snapshot_text
+        .unwrap();
     let fingerprint = store::fingerprint(&snapshot);
     assert!(
         text.contains(&fingerprint),

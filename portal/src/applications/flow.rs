@@ -13,7 +13,7 @@ use super::catalogue::{Open, Service};
 use super::form::{self, Answers, Field, FieldError, FieldKind, Prefill, Step, Submitted};
 use super::status::Status;
 use super::store::{self, Application, NewDraft, Submission};
-use crate::auth::{require_level, see_other, Person, Principal};
+use crate::auth::{person_at_level, see_other, Person, Principal};
 use crate::domain::italian_time::{long_date, rome_date};
 use crate::server::AppState;
 use crate::web::error::AppError;
@@ -140,10 +140,7 @@ async fn start_page(
     code: web::Path<String>,
 ) -> Result<HttpResponse, AppError> {
     let service = service_of(&state, &code)?;
-    if let Some(elsewhere) = require_level(&req, &principal, service.spid_level) {
-        return Ok(elsewhere);
-    }
-    let person = principal.person().ok_or(AppError::Forbidden)?;
+    let person = person_at_level(&req, &principal, service.spid_level)?;
     if let Some(id) = store::draft_for(&state.db, person.cf.as_str(), &service.code).await? {
         return Ok(see_other(&format!("/domande/{id}")));
     }
@@ -219,10 +216,7 @@ async fn start(
     sent: web::Form<Vec<(String, String)>>,
 ) -> Result<HttpResponse, AppError> {
     let service = service_of(&state, &code)?;
-    if let Some(elsewhere) = require_level(&req, &principal, service.spid_level) {
-        return Ok(elsewhere);
-    }
-    let person = principal.person().ok_or(AppError::Forbidden)?;
+    let person = person_at_level(&req, &principal, service.spid_level)?;
     let field = |name: &str| {
         sent.iter()
             .find(|(k, _)| k == name)
@@ -287,25 +281,20 @@ async fn start(
 }
 
 /// The signed-in person's own application `id`, with its service; anyone else's is "not found".
-pub(super) async fn owned<'a>(
+pub(super) async fn owned<'a, 'p>(
     state: &'a AppState,
     req: &HttpRequest,
-    principal: &Principal,
+    principal: &'p Principal,
     id: &str,
-) -> Result<Result<(Person, Application, &'a Service), HttpResponse>, AppError> {
-    let person = match crate::citizen::signed_in(req, principal) {
-        Ok(person) => person.clone(),
-        Err(elsewhere) => return Ok(Err(*elsewhere)),
-    };
+) -> Result<(&'p Person, Application, &'a Service), AppError> {
+    let person = crate::citizen::signed_in(req, principal)?;
     let app = store::get(&state.db, id)
         .await?
         .filter(|a| a.applicant_cf == person.cf.as_str())
         .ok_or(AppError::NotFound)?;
     let service = service_of(state, &app.service_code)?;
-    if let Some(elsewhere) = require_level(req, principal, service.spid_level) {
-        return Ok(Err(elsewhere));
-    }
-    Ok(Ok((person, app, service)))
+    person_at_level(req, principal, service.spid_level)?;
+    Ok((person, app, service))
 }
 
 /// One input of a step, ready for the template.
@@ -498,10 +487,7 @@ async fn application(
     principal: Principal,
     id: web::Path<String>,
 ) -> Result<HttpResponse, AppError> {
-    let (_, app, service) = match owned(&state, &req, &principal, &id).await? {
-        Ok(found) => found,
-        Err(elsewhere) => return Ok(elsewhere),
-    };
+    let (_, app, service) = owned(&state, &req, &principal, &id).await?;
     if app.status != Status::Bozza {
         return super::pratica::page(&state, &req, &app, service).await;
     }
@@ -531,10 +517,7 @@ async fn step_get(
     query: web::Query<StepQuery>,
 ) -> Result<HttpResponse, AppError> {
     let (id, n) = path.into_inner();
-    let (_, app, service) = match owned(&state, &req, &principal, &id).await? {
-        Ok(found) => found,
-        Err(elsewhere) => return Ok(elsewhere),
-    };
+    let (_, app, service) = owned(&state, &req, &principal, &id).await?;
     if app.status != Status::Bozza {
         return Ok(see_other(&format!("/domande/{id}")));
     }
@@ -562,10 +545,7 @@ async fn step_post(
     sent: web::Form<Vec<(String, String)>>,
 ) -> Result<HttpResponse, AppError> {
     let (id, n) = path.into_inner();
-    let (_, mut app, service) = match owned(&state, &req, &principal, &id).await? {
-        Ok(found) => found,
-        Err(elsewhere) => return Ok(elsewhere),
-    };
+    let (_, mut app, service) = owned(&state, &req, &principal, &id).await?;
     if app.status != Status::Bozza {
         return Ok(see_other(&format!("/domande/{id}")));
     }
@@ -738,10 +718,7 @@ async fn summary_get(
     principal: Principal,
     id: web::Path<String>,
 ) -> Result<HttpResponse, AppError> {
-    let (_, app, service) = match owned(&state, &req, &principal, &id).await? {
-        Ok(found) => found,
-        Err(elsewhere) => return Ok(elsewhere),
-    };
+    let (_, app, service) = owned(&state, &req, &principal, &id).await?;
     if app.status != Status::Bozza {
         return Ok(see_other(&format!("/domande/{}", app.id)));
     }
@@ -756,10 +733,7 @@ async fn submit(
     id: web::Path<String>,
     sent: web::Form<Vec<(String, String)>>,
 ) -> Result<HttpResponse, AppError> {
-    let (person, app, service) = match owned(&state, &req, &principal, &id).await? {
-        Ok(found) => found,
-        Err(elsewhere) => return Ok(elsewhere),
-    };
+    let (person, app, service) = owned(&state, &req, &principal, &id).await?;
     let done = format!("/domande/{}?inviata=1", app.id);
     if app.status != Status::Bozza {
         // A double click or a retried request: the same receipt, nothing new.
@@ -830,10 +804,7 @@ async fn delete(
     principal: Principal,
     id: web::Path<String>,
 ) -> Result<HttpResponse, AppError> {
-    let (_, app, _) = match owned(&state, &req, &principal, &id).await? {
-        Ok(found) => found,
-        Err(elsewhere) => return Ok(elsewhere),
-    };
+    let (_, app, _) = owned(&state, &req, &principal, &id).await?;
     if !store::delete_draft(&state.db, &app.id).await? {
         return Err(AppError::BadRequest(
             "Solo una bozza si può eliminare: una domanda inviata si può ritirare dalla sua pagina."

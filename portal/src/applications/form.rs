@@ -78,7 +78,7 @@ pub struct Field {
     pub min_length: Option<usize>,
     pub max_length: Option<usize>,
     /// Text: a regular expression the whole answer must match, and what to say when it does not.
-    pub pattern: Option<String>,
+    pub pattern: Option<Pattern>,
     pub pattern_message: Option<String>,
     /// Date: "passata" (today or before) or "futura" (today or after).
     pub date: Option<DateRule>,
@@ -94,6 +94,39 @@ pub struct Field {
     /// Attachment: the kinds of document accepted in this slot.
     #[serde(default)]
     pub documents: Vec<String>,
+}
+
+/// A regular expression the whole answer must match, compiled once when the definition is read (a
+/// definition whose pattern does not compile is refused then, with its file and line).
+#[derive(Debug, Clone)]
+pub struct Pattern(Regex);
+
+impl Pattern {
+    pub fn new(source: &str) -> Result<Pattern, regex::Error> {
+        Regex::new(&format!("^(?:{source})$")).map(Pattern)
+    }
+
+    pub fn matches(&self, text: &str) -> bool {
+        self.0.is_match(text)
+    }
+}
+
+impl Serialize for Pattern {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let source = self.0.as_str();
+        let inner = source
+            .strip_prefix("^(?:")
+            .and_then(|s| s.strip_suffix(")$"))
+            .unwrap_or(source);
+        serializer.serialize_str(inner)
+    }
+}
+
+impl<'de> Deserialize<'de> for Pattern {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Pattern, D::Error> {
+        let source = String::deserialize(deserializer)?;
+        Pattern::new(&source).map_err(serde::de::Error::custom)
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -196,13 +229,10 @@ fn check_field(field: &Field, at: &str, earlier: &[&str]) -> Result<(), String> 
     if !choices && !field.options.is_empty() {
         return Err(format!("{at}: options: only select and radio have options"));
     }
-    if let Some(pattern) = &field.pattern {
-        Regex::new(&format!("^(?:{pattern})$")).map_err(|e| format!("{at}: pattern: {e}"))?;
-        if field.pattern_message.is_none() {
-            return Err(format!(
-                "{at}: pattern_message: say what a valid answer looks like"
-            ));
-        }
+    if field.pattern.is_some() && field.pattern_message.is_none() {
+        return Err(format!(
+            "{at}: pattern_message: say what a valid answer looks like"
+        ));
     }
     if let (Some(min), Some(max)) = (field.min, field.max) {
         if min > max {
@@ -540,10 +570,7 @@ fn check_value(field: &Field, value: &mut Value, today: Date) -> Result<(), Stri
         FieldKind::Checkbox | FieldKind::Group | FieldKind::Attachment => text,
     };
     if let (Some(pattern), Some(message)) = (&field.pattern, &field.pattern_message) {
-        let matches = Regex::new(&format!("^(?:{pattern})$"))
-            .map(|re| re.is_match(&normalised))
-            .unwrap_or(false);
-        if !matches {
+        if !pattern.matches(&normalised) {
             return Err(message.clone());
         }
     }
@@ -887,7 +914,7 @@ mod tests {
         assert_eq!(err, Err("Questo campo è obbligatorio.".into()));
 
         let mut cap = field(FieldKind::Text);
-        cap.pattern = Some("[0-9]{5}".into());
+        cap.pattern = Pattern::new("[0-9]{5}").ok();
         cap.pattern_message = Some("Il CAP è di 5 cifre.".into());
         let mut v = Value::String("1234".into());
         assert_eq!(

@@ -130,21 +130,16 @@ async fn receipt(
     principal: Principal,
     id: web::Path<String>,
 ) -> Result<HttpResponse, AppError> {
-    let (_, app, _) = match owned(&state, &req, &principal, &id).await? {
-        Ok(found) => found,
-        Err(elsewhere) => return Ok(elsewhere),
-    };
+    let (_, app, _) = owned(&state, &req, &principal, &id).await?;
     let (Some(snapshot), Some(code)) = (&app.snapshot, &app.verification_code) else {
         return Err(AppError::NotFound);
     };
-    let text = store::snapshot_text(&state.db, &app.id)
-        .await?
-        .ok_or(AppError::NotFound)?;
+    let text = app.snapshot_text.as_deref().ok_or(AppError::NotFound)?;
     let pdf = super::receipt::render(
         snapshot,
         code,
         &verify_url(&state, code),
-        &store::fingerprint(&text),
+        &store::fingerprint(text),
     )
     .map_err(|e| AppError::Internal(e.to_string()))?;
     Ok(HttpResponse::Ok()
@@ -173,10 +168,7 @@ async fn withdraw_page(
     principal: Principal,
     id: web::Path<String>,
 ) -> Result<HttpResponse, AppError> {
-    let (_, app, service) = match owned(&state, &req, &principal, &id).await? {
-        Ok(found) => found,
-        Err(elsewhere) => return Ok(elsewhere),
-    };
+    let (_, app, service) = owned(&state, &req, &principal, &id).await?;
     if !status::allowed(app.status, Status::Ritirata, Actor::Cittadino) {
         return Ok(see_other(&format!("/domande/{}", app.id)));
     }
@@ -200,10 +192,7 @@ async fn withdraw(
     id: web::Path<String>,
     sent: web::Form<WithdrawForm>,
 ) -> Result<HttpResponse, AppError> {
-    let (person, app, _) = match owned(&state, &req, &principal, &id).await? {
-        Ok(found) => found,
-        Err(elsewhere) => return Ok(elsewhere),
-    };
+    let (person, app, _) = owned(&state, &req, &principal, &id).await?;
     if app.status == Status::Ritirata {
         return Ok(see_other(&format!("/domande/{}?ritirata=1", app.id)));
     }
@@ -232,10 +221,7 @@ async fn answer_page(
     principal: Principal,
     id: web::Path<String>,
 ) -> Result<HttpResponse, AppError> {
-    let (_, app, service) = match owned(&state, &req, &principal, &id).await? {
-        Ok(found) => found,
-        Err(elsewhere) => return Ok(elsewhere),
-    };
+    let (_, app, service) = owned(&state, &req, &principal, &id).await?;
     answer_form(&state, &req, &app, service, None, "", StatusCode::OK).await
 }
 
@@ -276,10 +262,7 @@ async fn answer(
     id: web::Path<String>,
     sent: web::Form<AnswerForm>,
 ) -> Result<HttpResponse, AppError> {
-    let (person, app, service) = match owned(&state, &req, &principal, &id).await? {
-        Ok(found) => found,
-        Err(elsewhere) => return Ok(elsewhere),
-    };
+    let (person, app, service) = owned(&state, &req, &principal, &id).await?;
     let text = sent.risposta.trim();
     let problem = if text.is_empty() {
         Some("Scrivi la tua risposta all'ufficio.")
@@ -302,10 +285,10 @@ async fn answer(
     }
     let now = state.clock.now_ms();
     let today = rome_date(now);
-    let expired = store::requests(&state.db, &app.id)
+    let expired = requests_view(&state, &app)
         .await?
         .iter()
-        .any(|r| r.answered_at.is_none() && r.deadline.is_some_and(|d| today > d));
+        .any(|r| r.open && r.expired);
     if expired {
         return answer_form(
             &state,
@@ -351,10 +334,7 @@ async fn rate(
     id: web::Path<String>,
     sent: web::Form<RatingForm>,
 ) -> Result<HttpResponse, AppError> {
-    let (_, app, _) = match owned(&state, &req, &principal, &id).await? {
-        Ok(found) => found,
-        Err(elsewhere) => return Ok(elsewhere),
-    };
+    let (_, app, _) = owned(&state, &req, &principal, &id).await?;
     let stars: i64 = sent
         .stelle
         .as_deref()

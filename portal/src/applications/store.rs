@@ -25,6 +25,8 @@ pub struct Application {
     pub numero: Option<String>,
     pub submitted_at: Option<i64>,
     pub snapshot: Option<Snapshot>,
+    /// The snapshot as stored, whose SHA-256 is the receipt's fingerprint.
+    pub snapshot_text: Option<String>,
     pub verification_code: Option<String>,
     pub due_date: Option<Date>,
     pub taken_in_charge_at: Option<i64>,
@@ -100,9 +102,11 @@ fn from_row(row: &AnyRow) -> Result<Application, sqlx::Error> {
         numero: row.try_get("numero")?,
         submitted_at: row.try_get("submitted_at")?,
         snapshot: snapshot
-            .map(|s| serde_json::from_str(&s))
+            .as_deref()
+            .map(serde_json::from_str)
             .transpose()
             .map_err(|e| decode("snapshot", e))?,
+        snapshot_text: snapshot,
         verification_code: row.try_get("verification_code")?,
         due_date: due.as_deref().and_then(super::form::parse_date),
         taken_in_charge_at: row.try_get("taken_in_charge_at")?,
@@ -503,14 +507,4 @@ pub fn fingerprint(snapshot_json: &str) -> String {
         .iter()
         .map(|b| format!("{b:02x}"))
         .collect()
-}
-
-/// The stored text of a snapshot, for its fingerprint.
-pub async fn snapshot_text(db: &Db, id: &str) -> Result<Option<String>, sqlx::Error> {
-    let row: Option<(Option<String>,)> =
-        sqlx::query_as("SELECT snapshot FROM applications WHERE id = $1")
-            .bind(id)
-            .fetch_optional(&db.pool)
-            .await?;
-    Ok(row.and_then(|(s,)| s))
 }

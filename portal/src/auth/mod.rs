@@ -329,47 +329,61 @@ pub async fn require_level_keeping(
     path: &str,
     fields: &[(&str, &str)],
 ) -> Result<Option<HttpResponse>, AppError> {
-    let Some(elsewhere) = require_level_for(req, principal, level, path) else {
+    let Some(elsewhere) = level_redirect(req, principal, level, path) else {
         return Ok(None);
     };
     if principal.person().is_some() {
         session::keep_form(&state.db, req, path, fields).await?;
     }
-    Ok(Some(elsewhere))
+    Ok(Some(see_other(&elsewhere)))
 }
 
 /// The page needs a person logged in at `level` or above: `None` when so; otherwise where to send the
 /// browser — the login page, or straight back to the same provider for the higher level (step-up),
 /// returning to this page afterwards.
 pub fn require_level(req: &HttpRequest, principal: &Principal, level: u8) -> Option<HttpResponse> {
-    let here = req
-        .uri()
-        .path_and_query()
-        .map(|p| p.as_str())
-        .unwrap_or("/");
-    require_level_for(req, principal, level, here)
+    level_redirect(req, principal, level, here(req)).map(|to| see_other(&to))
 }
 
-/// As [`require_level`], coming back to `back_to` afterwards.
-fn require_level_for(
+/// The person logged in at `level` or above, or [`AppError::Elsewhere`] to the login (or the
+/// step-up) that comes back to this page: for handlers, with `?`.
+pub fn person_at_level<'a>(
+    req: &HttpRequest,
+    principal: &'a Principal,
+    level: u8,
+) -> Result<&'a Person, AppError> {
+    if let Some(to) = level_redirect(req, principal, level, here(req)) {
+        return Err(AppError::Elsewhere(to));
+    }
+    principal.person().ok_or(AppError::Forbidden)
+}
+
+fn here(req: &HttpRequest) -> &str {
+    req.uri()
+        .path_and_query()
+        .map(|p| p.as_str())
+        .unwrap_or("/")
+}
+
+/// Where to send the browser for a login at `level` coming back to `back_to`; `None` when the
+/// session already has it.
+fn level_redirect(
     req: &HttpRequest,
     principal: &Principal,
     level: u8,
     back_to: &str,
-) -> Option<HttpResponse> {
+) -> Option<String> {
     let here: String = url::form_urlencoded::byte_serialize(back_to.as_bytes()).collect();
     let Some(person) = principal.person() else {
-        return Some(see_other(&format!("/accedi?next={here}&livello={level}")));
+        return Some(format!("/accedi?next={here}&livello={level}"));
     };
     if person.spid_level >= level {
         return None;
     }
     let provider = session::current(req).and_then(|s| s.data.provider_token.map(|t| t.provider));
     Some(match provider {
-        Some(provider) => see_other(&format!(
-            "/auth/login?provider={provider}&level={level}&next={here}"
-        )),
-        None => see_other(&format!("/accedi?next={here}&livello={level}")),
+        Some(provider) => format!("/auth/login?provider={provider}&level={level}&next={here}"),
+        None => format!("/accedi?next={here}&livello={level}"),
     })
 }
 

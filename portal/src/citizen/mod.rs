@@ -6,7 +6,7 @@ use serde::Serialize;
 use tera::Context;
 
 use crate::auth::access::{self, Access, Action};
-use crate::auth::{require_level, Person, Principal};
+use crate::auth::{person_at_level, Person, Principal, LOGIN_LEVEL};
 use crate::domain::italian_time::date_time;
 use crate::server::AppState;
 use crate::web::error::AppError;
@@ -89,10 +89,7 @@ async fn page(
     principal: &Principal,
     section: Option<&Section>,
 ) -> Result<HttpResponse, AppError> {
-    let person = match signed_in(req, principal) {
-        Ok(person) => person,
-        Err(elsewhere) => return Ok(*elsewhere),
-    };
+    let person = signed_in(req, principal)?;
     let request_id = req.extensions().get::<RequestId>().map(|r| r.0.clone());
     let access = Access {
         subject: &person.cf,
@@ -169,15 +166,8 @@ async fn section_page(
 pub(crate) fn signed_in<'a>(
     req: &HttpRequest,
     principal: &'a Principal,
-) -> Result<&'a Person, Box<HttpResponse>> {
-    if let Some(elsewhere) = require_level(req, principal, 2) {
-        return Err(Box::new(elsewhere));
-    }
-    principal.person().ok_or_else(|| {
-        Box::new(actix_web::ResponseError::error_response(
-            &AppError::Forbidden,
-        ))
-    })
+) -> Result<&'a Person, AppError> {
+    person_at_level(req, principal, LOGIN_LEVEL)
 }
 
 /// One access to the citizen's data by someone else, as the citizen sees it.
@@ -247,10 +237,7 @@ async fn accesses_page(
     req: HttpRequest,
     principal: Principal,
 ) -> Result<HttpResponse, AppError> {
-    let person = match signed_in(&req, &principal) {
-        Ok(person) => person,
-        Err(elsewhere) => return Ok(*elsewhere),
-    };
+    let person = signed_in(&req, &principal)?;
     let mut ctx = Context::new();
     ctx.insert(
         "accesses",
@@ -277,10 +264,7 @@ async fn export_json(
     req: HttpRequest,
     principal: Principal,
 ) -> Result<HttpResponse, AppError> {
-    let person = match signed_in(&req, &principal) {
-        Ok(person) => person,
-        Err(elsewhere) => return Ok(*elsewhere),
-    };
+    let person = signed_in(&req, &principal)?;
     let cf = person.cf.as_str();
     let row: Option<PersonRow> = sqlx::query_as(
         "SELECT given_name, family_name, birth_date, email, phone, created_at, updated_at FROM people WHERE cf = $1",

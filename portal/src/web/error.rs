@@ -29,6 +29,10 @@ pub enum AppError {
     Db(#[from] DbError),
     #[error("internal: {0}")]
     Internal(String),
+    /// Not an error for the person: the page needs something first (a login, a higher SPID level);
+    /// the browser is sent to this local address, which brings it back afterwards.
+    #[error("see other: {0}")]
+    Elsewhere(String),
 }
 
 impl From<sqlx::Error> for AppError {
@@ -78,10 +82,16 @@ impl ResponseError for AppError {
             AppError::Forbidden | AppError::Csrf => StatusCode::FORBIDDEN,
             AppError::BadRequest(_) | AppError::Login(_) => StatusCode::BAD_REQUEST,
             AppError::Db(_) | AppError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            AppError::Elsewhere(_) => StatusCode::SEE_OTHER,
         }
     }
 
     fn error_response(&self) -> HttpResponse<BoxBody> {
+        if let AppError::Elsewhere(location) = self {
+            return HttpResponse::SeeOther()
+                .insert_header((header::LOCATION, location.as_str()))
+                .finish();
+        }
         let status = self.status_code();
         let mut page = ErrorPage::for_status(status);
         match self {
@@ -98,7 +108,7 @@ impl ResponseError for AppError {
             AppError::Db(_) | AppError::Internal(_) => {
                 tracing::error!(error = %self, "request failed");
             }
-            AppError::NotFound | AppError::Forbidden => {}
+            AppError::NotFound | AppError::Forbidden | AppError::Elsewhere(_) => {}
         }
         let mut response = HttpResponse::new(status);
         response.extensions_mut().insert(page);
