@@ -53,6 +53,7 @@ pub struct Config {
     pub log: LogConfig,
     pub metrics: MetricsConfig,
     pub jobs: JobsConfig,
+    pub appointments: AppointmentsConfig,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -209,6 +210,24 @@ pub struct JobsConfig {
     pub shutdown_grace_seconds: u64,
 }
 
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AppointmentsConfig {
+    /// Minutes a chosen time stays reserved while the citizen completes the booking.
+    pub hold_minutes: i64,
+    /// Hours a citizen of the waiting list has to accept a freed place.
+    pub offer_hours: i64,
+}
+
+impl Default for AppointmentsConfig {
+    fn default() -> Self {
+        AppointmentsConfig {
+            hold_minutes: 10,
+            offer_hours: 24,
+        }
+    }
+}
+
 fn ser_opt_secret<S: serde::Serializer>(v: &Option<SecretString>, s: S) -> Result<S::Ok, S::Error> {
     match v {
         Some(secret) => s.serialize_some(secret.expose_secret()),
@@ -233,6 +252,7 @@ impl Default for Config {
             log: LogConfig::default(),
             metrics: MetricsConfig::default(),
             jobs: JobsConfig::default(),
+            appointments: AppointmentsConfig::default(),
         }
     }
 }
@@ -351,6 +371,13 @@ impl Config {
                     "public_url: must be an http(s) URL".into(),
                 ));
             }
+        }
+        if !(1..=120).contains(&self.appointments.hold_minutes)
+            || !(1..=168).contains(&self.appointments.offer_hours)
+        {
+            return Err(ConfigError::Invalid(
+                "appointments: hold_minutes 1–120, offer_hours 1–168".into(),
+            ));
         }
         if !(2..=3).contains(&self.auth.staff_admin_level) {
             return Err(ConfigError::Invalid(

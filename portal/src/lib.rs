@@ -3,10 +3,12 @@
 //! pieces (`config`, `db`, `web`, `telemetry`, `clock`, `domain`). `server` puts them together.
 
 pub mod applications;
+pub mod appointments;
 pub mod auth;
 pub mod citizen;
 pub mod clock;
 pub mod config;
+pub mod csi;
 pub mod db;
 pub mod domain;
 pub mod jobs;

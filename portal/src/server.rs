@@ -294,6 +294,9 @@ impl Server {
         let db = migrate(&config).await?;
         if config.mode == Mode::Development {
             seed_demo(&db).await.map_err(crate::db::DbError::from)?;
+            crate::appointments::seed_demo(&db, clock.now_ms())
+                .await
+                .map_err(crate::db::DbError::from)?;
         }
         let keys = PortalKeys::load(&config)?;
         let catalogue = Catalogue::load(&config.forms_dir)?;
@@ -370,6 +373,7 @@ impl Server {
                 .configure(crate::auth::federation::routes)
                 .configure(crate::citizen::routes)
                 .configure(crate::applications::routes)
+                .configure(crate::appointments::routes)
                 .configure(crate::staff::routes)
                 .configure(crate::auth::dev_idp::routes)
                 .configure(crate::auth::dev_idp::trust_anchor::routes)
@@ -391,6 +395,15 @@ impl Server {
             }),
         );
         session::schedule_purge(&db, clock.now_ms(), 60_000)
+            .await
+            .map_err(crate::db::DbError::from)?;
+        handlers.insert(
+            crate::appointments::EXPIRE_JOB,
+            Arc::new(crate::appointments::ExpireHolds {
+                offer_ms: config.appointments.offer_hours * 3_600_000,
+            }),
+        );
+        crate::appointments::schedule_expiry(&db, clock.now_ms(), 60_000)
             .await
             .map_err(crate::db::DbError::from)?;
         let workers = Worker {

@@ -541,26 +541,8 @@ fn check_value(field: &Field, value: &mut Value, today: Date) -> Result<(), Stri
             .map_err(|_| "Il codice fiscale non è valido: controlla i 16 caratteri.".to_string())?
             .as_str()
             .to_string(),
-        FieldKind::Email => {
-            if !valid_email(&text) {
-                return Err(
-                    "Scrivi un indirizzo e-mail valido, ad esempio nome@esempio.it.".into(),
-                );
-            }
-            text
-        }
-        FieldKind::Phone => {
-            let compact: String = text
-                .chars()
-                .filter(|c| !matches!(c, ' ' | '-' | '.' | '/'))
-                .collect();
-            let digits = compact.strip_prefix('+').unwrap_or(&compact);
-            if digits.len() < 6 || digits.len() > 15 || !digits.chars().all(|c| c.is_ascii_digit())
-            {
-                return Err("Scrivi un numero di telefono valido, ad esempio 333 1234567.".into());
-            }
-            compact
-        }
+        FieldKind::Email => check_email(&text)?,
+        FieldKind::Phone => check_phone(&text)?,
         FieldKind::Select | FieldKind::Radio => {
             if !field.options.iter().any(|o| o.value == text) {
                 return Err("Scegli una delle opzioni.".into());
@@ -591,6 +573,27 @@ fn check_range(field: &Field, n: f64, show: impl Fn(f64) -> String) -> Result<()
         }
         _ => Ok(()),
     }
+}
+
+/// An e-mail address as typed, or the Italian message saying how to write it.
+pub fn check_email(text: &str) -> Result<String, String> {
+    if !valid_email(text) {
+        return Err("Scrivi un indirizzo e-mail valido, ad esempio nome@esempio.it.".into());
+    }
+    Ok(text.to_string())
+}
+
+/// A phone number without spaces, dashes, dots or slashes, or the Italian message.
+pub fn check_phone(text: &str) -> Result<String, String> {
+    let compact: String = text
+        .chars()
+        .filter(|c| !matches!(c, ' ' | '-' | '.' | '/'))
+        .collect();
+    let digits = compact.strip_prefix('+').unwrap_or(&compact);
+    if digits.len() < 6 || digits.len() > 15 || !digits.chars().all(|c| c.is_ascii_digit()) {
+        return Err("Scrivi un numero di telefono valido, ad esempio 333 1234567.".into());
+    }
+    Ok(compact)
 }
 
 fn valid_email(s: &str) -> bool {

@@ -299,7 +299,7 @@ pub async fn transition(
             "reason": reason,
             "answer": change.answer,
         });
-        super::store::outbox(&mut tx, now_ms, "pratica.stato", id, &payload).await?;
+        crate::csi::outbox(&mut tx, now_ms, "pratica", "pratica.stato", id, &payload).await?;
     }
     tx.commit().await?;
     Ok(from)

@@ -3,7 +3,7 @@
 use rand::Rng;
 use serde::{Deserialize, Serialize};
 use sqlx::any::AnyRow;
-use sqlx::{Any, Row, Transaction};
+use sqlx::Row;
 use time::{Date, Duration};
 
 use super::form::Answers;
@@ -229,28 +229,6 @@ pub async fn delete_draft(db: &Db, id: &str) -> Result<bool, sqlx::Error> {
     Ok(done.rows_affected() == 1)
 }
 
-/// Puts an event for the CSI in the outbox, in the caller's transaction.
-pub async fn outbox(
-    tx: &mut Transaction<'_, Any>,
-    now_ms: i64,
-    event_type: &str,
-    aggregate_id: &str,
-    payload: &serde_json::Value,
-) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "INSERT INTO outbox (event_id, event_type, aggregate_type, aggregate_id, payload, available_at, created_at) \
-         VALUES ($1, $2, 'pratica', $3, $4, $5, $5)",
-    )
-    .bind(uuid::Uuid::new_v4().to_string())
-    .bind(event_type)
-    .bind(aggregate_id)
-    .bind(payload.to_string())
-    .bind(now_ms)
-    .execute(&mut **tx)
-    .await?;
-    Ok(())
-}
-
 /// A code printed on the receipt: 80 random bits in four groups, without look-alike characters.
 fn verification_code() -> String {
     const ALPHABET: &[u8] = b"ABCDEFGHJKLMNPQRSTUVWXYZ23456789";
@@ -380,7 +358,7 @@ pub async fn submit(
         "answers": s.answers,
         "due_date": due.to_string(),
     });
-    outbox(&mut tx, now_ms, "pratica.inviata", id, &event).await?;
+    crate::csi::outbox(&mut tx, now_ms, "pratica", "pratica.inviata", id, &event).await?;
     tx.commit().await?;
     Ok(Some(Submitted::New(numero)))
 }

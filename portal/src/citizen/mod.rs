@@ -127,9 +127,20 @@ async fn page(
         ctx.insert("pratiche", &pratiche);
         ctx.insert("deleted", &req.query_string().contains("eliminata=1"));
     }
+    if section.is_some_and(|s| s.slug == "appuntamenti") {
+        let (appointments, waiting) =
+            crate::appointments::booking::list_for(state, person.cf.as_str()).await?;
+        ctx.insert("appointments", &appointments);
+        ctx.insert("waiting", &waiting);
+        ctx.insert("joined", &req.query_string().contains("lista=1"));
+    }
     ctx.insert("person", &view);
     ctx.insert("sections", SECTIONS);
     ctx.insert("section", &section);
+    ctx.insert(
+        "is_staff",
+        &matches!(principal, Principal::Staff { .. }),
+    );
     ctx.insert(
         "is_admin",
         &!principal

@@ -77,6 +77,34 @@ pub fn rome_date(ms: i64) -> Date {
     }
 }
 
+/// The instant (Unix milliseconds) at which the clocks in Italy show `minute` minutes past midnight
+/// of `date`. In the hour skipped in March the later offset is used; in the hour repeated in October,
+/// the first.
+pub fn rome_instant(date: Date, minute: u16) -> i64 {
+    let midnight_utc = date.midnight().assume_utc().unix_timestamp() * 1000;
+    let local = midnight_utc + i64::from(minute) * 60_000;
+    for hours in [2, 1] {
+        let candidate = local - hours * 3_600_000;
+        if let Ok(utc) = OffsetDateTime::from_unix_timestamp(candidate / 1000) {
+            if i64::from(rome_offset(utc).whole_hours()) == hours {
+                return candidate;
+            }
+        }
+    }
+    local - 3_600_000
+}
+
+/// The minutes past midnight shown by the clocks in Italy at the instant `ms`.
+pub fn rome_minute(ms: i64) -> u16 {
+    match OffsetDateTime::from_unix_timestamp(ms.div_euclid(1000)) {
+        Ok(utc) => {
+            let local = utc.to_offset(rome_offset(utc));
+            u16::from(local.hour()) * 60 + u16::from(local.minute())
+        }
+        Err(_) => 0,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -86,6 +114,16 @@ mod tests {
         date.with_hms(h, min, 0)
             .map(|t| t.assume_utc().unix_timestamp() * 1000)
             .unwrap_or(0)
+    }
+
+    #[test]
+    fn local_times_become_instants_and_back() {
+        let nov = Date::from_calendar_date(2026, Month::November, 23).unwrap_or(Date::MIN);
+        let at = rome_instant(nov, 9 * 60 + 30);
+        assert_eq!(date_time(at), "23 novembre 2026, 09:30");
+        assert_eq!(rome_minute(at), 570);
+        let jul = Date::from_calendar_date(2026, Month::July, 1).unwrap_or(Date::MIN);
+        assert_eq!(date_time(rome_instant(jul, 14 * 60)), "1 luglio 2026, 14:00");
     }
 
     #[test]

@@ -1,0 +1,30 @@
+//! The hand-off to the back-office case-management system (CSI). Every change the CSI must hear of
+//! writes an outbox row in the same transaction as the change itself; relaying the rows to the
+//! broker (or the HTTP feed) is the work of the CSI issue.
+
+use sqlx::{Any, Transaction};
+
+/// Writes one event for the CSI inside `tx`. `aggregate_type` and `aggregate_id` name the record
+/// (`pratica`, `appuntamento`), so that the events of one record are relayed in order.
+pub async fn outbox(
+    tx: &mut Transaction<'_, Any>,
+    now_ms: i64,
+    aggregate_type: &str,
+    event_type: &str,
+    aggregate_id: &str,
+    payload: &serde_json::Value,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO outbox (event_id, event_type, aggregate_type, aggregate_id, payload, available_at, created_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $6)",
+    )
+    .bind(uuid::Uuid::new_v4().to_string())
+    .bind(event_type)
+    .bind(aggregate_type)
+    .bind(aggregate_id)
+    .bind(payload.to_string())
+    .bind(now_ms)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
