@@ -7,6 +7,7 @@
 mod support;
 
 mod applications;
+mod appointments;
 mod audit;
 mod browser;
 mod cli;

@@ -51,7 +51,9 @@ async fn administered_office(
 }
 
 fn text(form: &HashMap<String, String>, name: &str) -> String {
-    form.get(name).map(|s| s.trim().to_string()).unwrap_or_default()
+    form.get(name)
+        .map(|s| s.trim().to_string())
+        .unwrap_or_default()
 }
 
 fn required(
@@ -148,7 +150,15 @@ async fn offices_page(
     req: HttpRequest,
     principal: Principal,
 ) -> Result<HttpResponse, AppError> {
-    overview(&state, &req, &principal, &HashMap::new(), &[], StatusCode::OK).await
+    overview(
+        &state,
+        &req,
+        &principal,
+        &HashMap::new(),
+        &[],
+        StatusCode::OK,
+    )
+    .await
 }
 
 /// An office from its form, or the messages saying what to correct.
@@ -280,7 +290,10 @@ async fn office_page(
             .unwrap_or_default(),
     );
     ctx.insert("closures", &store::closures(&state.db, &office.id).await?);
-    ctx.insert("calendars", &store::calendars_of(&state.db, &office.id).await?);
+    ctx.insert(
+        "calendars",
+        &store::calendars_of(&state.db, &office.id).await?,
+    );
     ctx.insert("form", &form);
     ctx.insert("errors", errors);
     render_status(state, req, "appointments/admin_office.html", ctx, status)
@@ -395,7 +408,11 @@ async fn calendar_page(
         .into_iter()
         .filter(|t| t.ente_code == office.ente_code)
         .collect();
-    let days: Vec<(&str, &String)> = WEEKDAYS.iter().copied().zip(calendar.week.0.iter()).collect();
+    let days: Vec<(&str, &String)> = WEEKDAYS
+        .iter()
+        .copied()
+        .zip(calendar.week.0.iter())
+        .collect();
     let mut ctx = Context::new();
     ctx.insert("office", office);
     ctx.insert("calendar", calendar);
@@ -477,33 +494,69 @@ async fn save_calendar(
     let topics: Vec<String> = store::topics(&state.db)
         .await?
         .into_iter()
-        .filter(|t| t.ente_code == office.ente_code && form.contains_key(&format!("motivo_{}", t.id)))
+        .filter(|t| {
+            t.ente_code == office.ente_code && form.contains_key(&format!("motivo_{}", t.id))
+        })
         .map(|t| t.id)
         .collect();
     if topics.is_empty() {
         errors.push("Motivi: scegli almeno un motivo per cui si riceve.".into());
     }
     let mut operators = Vec::new();
-    for typed in text(&form, "operatori").split([',', '\n', ' ', ';']).filter(|s| !s.trim().is_empty()) {
+    for typed in text(&form, "operatori")
+        .split([',', '\n', ' ', ';'])
+        .filter(|s| !s.trim().is_empty())
+    {
         match CodiceFiscale::parse(typed.trim()) {
             Ok(cf) => operators.push(cf.to_string()),
-            Err(_) => errors.push(format!("Operatori: «{}» non è un codice fiscale valido.", typed.trim())),
+            Err(_) => errors.push(format!(
+                "Operatori: «{}» non è un codice fiscale valido.",
+                typed.trim()
+            )),
         }
     }
     let calendar = Calendar {
-        id: existing.as_ref().map_or_else(|| id.to_string(), |c| c.id.clone()),
+        id: existing
+            .as_ref()
+            .map_or_else(|| id.to_string(), |c| c.id.clone()),
         office_id: office.id.clone(),
         name,
         week,
-        slot_minutes: number(&form, "durata", 5..=240, &mut errors, "Durata di un appuntamento (minuti)"),
+        slot_minutes: number(
+            &form,
+            "durata",
+            5..=240,
+            &mut errors,
+            "Durata di un appuntamento (minuti)",
+        ),
         places: number(&form, "posti", 1..=100, &mut errors, "Posti per orario"),
-        min_notice_minutes: number(&form, "preavviso", 0..=10_080, &mut errors, "Preavviso minimo (minuti)"),
-        max_days: number(&form, "giorni", 1..=365, &mut errors, "Prenotabile fino a (giorni)"),
-        cancel_minutes: number(&form, "annullabile", 0..=720, &mut errors, "Annullabile fino a (ore prima)") * 60,
+        min_notice_minutes: number(
+            &form,
+            "preavviso",
+            0..=10_080,
+            &mut errors,
+            "Preavviso minimo (minuti)",
+        ),
+        max_days: number(
+            &form,
+            "giorni",
+            1..=365,
+            &mut errors,
+            "Prenotabile fino a (giorni)",
+        ),
+        cancel_minutes: number(
+            &form,
+            "annullabile",
+            0..=720,
+            &mut errors,
+            "Annullabile fino a (ore prima)",
+        ) * 60,
         topics,
         operators,
     };
-    if existing.is_none() && (calendar.id.len() != 32 || !calendar.id.chars().all(|c| c.is_ascii_hexdigit())) {
+    if existing.is_none()
+        && (calendar.id.len() != 32 || !calendar.id.chars().all(|c| c.is_ascii_hexdigit()))
+    {
         return Err(AppError::NotFound);
     }
     if !errors.is_empty() {
@@ -518,7 +571,10 @@ async fn save_calendar(
         .await;
     }
     store::save_calendar(&state.db, state.clock.now_ms(), &calendar).await?;
-    Ok(see_other(&format!("/amministrazione/sedi/{}?calendario=1", office.id)))
+    Ok(see_other(&format!(
+        "/amministrazione/sedi/{}?calendario=1",
+        office.id
+    )))
 }
 
 pub fn routes(cfg: &mut web::ServiceConfig) {

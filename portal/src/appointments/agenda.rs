@@ -174,7 +174,11 @@ async fn agenda(
                 rows.push(Row {
                     time: clock_label(a.starts_at),
                     end: clock_label(a.ends_at),
-                    calendar: names.get(a.calendar_id.as_str()).copied().unwrap_or("").to_string(),
+                    calendar: names
+                        .get(a.calendar_id.as_str())
+                        .copied()
+                        .unwrap_or("")
+                        .to_string(),
                     name,
                     topic: a.topic_id.as_ref().and_then(|t| topics.get(t).cloned()),
                     reason: a.reason.clone(),
@@ -253,7 +257,16 @@ async fn mark(
     if !matches!(form.esito.as_str(), "presentato" | "assente") {
         return Err(AppError::BadRequest("Scegli presentato o assente.".into()));
     }
-    audit(&state, &req, &principal, &a, &office, Action::Change, "esito appuntamento").await?;
+    audit(
+        &state,
+        &req,
+        &principal,
+        &a,
+        &office,
+        Action::Change,
+        "esito appuntamento",
+    )
+    .await?;
     let me = principal
         .person()
         .map(|p| p.cf.to_string())
@@ -284,13 +297,21 @@ async fn scheda_page(
     status: StatusCode,
 ) -> Result<HttpResponse, AppError> {
     let (a, office) = staff_appointment(state, req, principal, id).await?;
-    audit(state, req, principal, &a, &office, Action::Read, "scheda di accesso").await?;
-    let name: Option<String> = sqlx::query_scalar(
-        "SELECT given_name || ' ' || family_name FROM people WHERE cf = $1",
+    audit(
+        state,
+        req,
+        principal,
+        &a,
+        &office,
+        Action::Read,
+        "scheda di accesso",
     )
-    .bind(&a.citizen_cf)
-    .fetch_optional(&state.db.pool)
     .await?;
+    let name: Option<String> =
+        sqlx::query_scalar("SELECT given_name || ' ' || family_name FROM people WHERE cf = $1")
+            .bind(&a.citizen_cf)
+            .fetch_optional(&state.db.pool)
+            .await?;
     let recorded = store::scheda(&state.db, &a.id).await?;
     let mut ctx = Context::new();
     ctx.insert("a", &a);
@@ -299,7 +320,10 @@ async fn scheda_page(
     ctx.insert("office", &office);
     ctx.insert("back", &back_to_agenda(&a, &office));
     ctx.insert("recorded", &recorded);
-    ctx.insert("recorded_at", &recorded.as_ref().map(|s| date_time(s.recorded_at)));
+    ctx.insert(
+        "recorded_at",
+        &recorded.as_ref().map(|s| date_time(s.recorded_at)),
+    );
     ctx.insert("areas", &AREAS);
     ctx.insert("outcomes", &OUTCOMES);
     ctx.insert("form", form);
@@ -338,7 +362,10 @@ async fn record_scheda(
     let mut errors = HashMap::new();
     let need = form.bisogno.trim();
     if need.is_empty() || need.chars().count() > 2000 {
-        errors.insert("bisogno", "Scrivi il bisogno espresso (al massimo 2000 caratteri).");
+        errors.insert(
+            "bisogno",
+            "Scrivi il bisogno espresso (al massimo 2000 caratteri).",
+        );
     }
     if !AREAS.contains(&form.area.as_str()) {
         errors.insert("area", "Scegli l'area di bisogno.");
@@ -367,7 +394,16 @@ async fn record_scheda(
         )
         .await;
     }
-    audit(&state, &req, &principal, &a, &office, Action::Change, "scheda di accesso").await?;
+    audit(
+        &state,
+        &req,
+        &principal,
+        &a,
+        &office,
+        Action::Change,
+        "scheda di accesso",
+    )
+    .await?;
     let note = form.note.trim();
     store::record_scheda(
         &state.db,

@@ -190,9 +190,7 @@ async fn when_page(
     let days = store::availability(&state.db, now, page.calendars, &closed).await?;
     let chosen: Option<Date> = page
         .day
-        .and_then(|d| {
-            Date::parse(d, &time::format_description::well_known::Iso8601::DATE).ok()
-        })
+        .and_then(|d| Date::parse(d, &time::format_description::well_known::Iso8601::DATE).ok())
         .filter(|d| days.iter().any(|(day, _)| day == d))
         .or_else(|| days.first().map(|(d, _)| *d));
     let query_base = {
@@ -250,9 +248,13 @@ async fn when_page(
     ctx.insert("offer_hours", &state.config.appointments.offer_hours);
     ctx.insert(
         "moving",
-        &page
-            .moving
-            .map(|m| format!("{} alle {}", day_label(time_date(m.starts_at)), clock_label(m.starts_at))),
+        &page.moving.map(|m| {
+            format!(
+                "{} alle {}",
+                day_label(time_date(m.starts_at)),
+                clock_label(m.starts_at)
+            )
+        }),
     );
     ctx.insert("moving_id", &page.moving.map(|m| m.id.clone()));
     ctx.insert("steps", &steps(2, &[Some("/appuntamenti/prenota".into())]));
@@ -633,7 +635,10 @@ async fn save_details(
     )
     .await?;
     let next = if saved { "richiedente" } else { "scaduto" };
-    Ok(see_other(&format!("/appuntamenti/{}/{next}", h.appointment.id)))
+    Ok(see_other(&format!(
+        "/appuntamenti/{}/{next}",
+        h.appointment.id
+    )))
 }
 
 #[derive(Debug, Default, Deserialize, Serialize)]
@@ -677,7 +682,16 @@ async fn applicant(
         email: h.appointment.email.clone().unwrap_or_default(),
         telefono: h.appointment.phone.clone().unwrap_or_default(),
     };
-    applicant_page(&state, &req, &principal, &h, &form, &HashMap::new(), StatusCode::OK).await
+    applicant_page(
+        &state,
+        &req,
+        &principal,
+        &h,
+        &form,
+        &HashMap::new(),
+        StatusCode::OK,
+    )
+    .await
 }
 
 #[post("/appuntamenti/{id}/richiedente")]
@@ -732,7 +746,10 @@ async fn save_applicant(
     )
     .await?;
     let next = if saved { "riepilogo" } else { "scaduto" };
-    Ok(see_other(&format!("/appuntamenti/{}/{next}", h.appointment.id)))
+    Ok(see_other(&format!(
+        "/appuntamenti/{}/{next}",
+        h.appointment.id
+    )))
 }
 
 /// The first step still missing of a held appointment, if any.
@@ -978,10 +995,7 @@ async fn appointment_page(
     ctx.insert("refused", &query.modifica.is_some());
     ctx.insert("name", &person.display_name());
     ctx.insert("cf", person.cf.as_str());
-    ctx.insert(
-        "steps",
-        &just_booked.then(|| steps(6, &[])),
-    );
+    ctx.insert("steps", &just_booked.then(|| steps(6, &[])));
     render(&state, &req, "appointments/appointment.html", ctx)
 }
 

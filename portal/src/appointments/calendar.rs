@@ -43,7 +43,11 @@ fn parse_minute(text: &str) -> Option<u16> {
 
 fn parse_day(text: &str) -> Result<DayHours, String> {
     let mut ranges: DayHours = Vec::new();
-    for part in text.split([',', ';']).map(str::trim).filter(|p| !p.is_empty()) {
+    for part in text
+        .split([',', ';'])
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+    {
         let Some((from, to)) = part.split_once('-') else {
             return Err(format!(
                 "«{part}» non è una fascia oraria: scrivi per esempio 09:00-12:30"
@@ -106,8 +110,8 @@ pub fn national_holiday(date: Date) -> Option<&'static str> {
     fixed.or_else(|| {
         let easter = computus::gregorian(date.year()).ok()?;
         let month = Month::try_from(u8::try_from(easter.month).ok()?).ok()?;
-        let easter = Date::from_calendar_date(date.year(), month, u8::try_from(easter.day).ok()?)
-            .ok()?;
+        let easter =
+            Date::from_calendar_date(date.year(), month, u8::try_from(easter.day).ok()?).ok()?;
         if date == easter {
             Some("Pasqua")
         } else if Some(date) == easter.next_day() {
@@ -258,7 +262,10 @@ mod tests {
             Some("Lunedì dell'Angelo")
         );
         assert_eq!(national_holiday(date!(2027 - 03 - 28)), Some("Pasqua"));
-        assert_eq!(national_holiday(date!(2026 - 12 - 26)), Some("Santo Stefano"));
+        assert_eq!(
+            national_holiday(date!(2026 - 12 - 26)),
+            Some("Santo Stefano")
+        );
         assert!(national_holiday(date!(2026 - 10 - 04)).is_some());
         assert_eq!(national_holiday(date!(2025 - 10 - 04)), None);
         assert_eq!(national_holiday(date!(2026 - 04 - 07)), None);
@@ -286,9 +293,17 @@ mod tests {
             Some("Orari di martedì: nella fascia «12:00-09:00» l'inizio viene dopo la fine")
         );
         bad.0[1] = "mattina".into();
-        assert!(bad.parse().err().unwrap_or_default().contains("09:00-12:30"));
+        assert!(bad
+            .parse()
+            .err()
+            .unwrap_or_default()
+            .contains("09:00-12:30"));
         bad.0[1] = "09:00-11:00, 10:00-12:00".into();
-        assert!(bad.parse().err().unwrap_or_default().contains("si sovrappone"));
+        assert!(bad
+            .parse()
+            .err()
+            .unwrap_or_default()
+            .contains("si sovrappone"));
     }
 
     #[test]
@@ -317,7 +332,10 @@ mod tests {
         ] {
             assert!(rules.starts_on(shut, &closed).is_empty(), "{shut}");
         }
-        assert_eq!(clock_label(rules.starts_on(date!(2026 - 04 - 07), &closed)[1]), "09:30");
+        assert_eq!(
+            clock_label(rules.starts_on(date!(2026 - 04 - 07), &closed)[1]),
+            "09:30"
+        );
     }
 
     #[test]
@@ -334,6 +352,10 @@ mod tests {
         assert!(!days.iter().any(|d| d.0 == date!(2026 - 12 - 08)));
         assert!(rules.bookable(starts[0], now, &Closed::default()));
         assert!(!rules.bookable(starts[0] + 60_000, now, &Closed::default()));
-        assert!(!rules.bookable(rome_instant(date!(2026 - 11 - 23), 11 * 60), now, &Closed::default()));
+        assert!(!rules.bookable(
+            rome_instant(date!(2026 - 11 - 23), 11 * 60),
+            now,
+            &Closed::default()
+        ));
     }
 }

@@ -13,7 +13,10 @@ pub fn event(a: &Appointment, v: &AppointmentView, host: &str) -> String {
     if let Some(topic) = &v.topic {
         description.push_str(&format!("\nMotivo: {topic}"));
     }
-    if let Some(accessibility) = office.map(|o| o.accessibility.as_str()).filter(|s| !s.is_empty()) {
+    if let Some(accessibility) = office
+        .map(|o| o.accessibility.as_str())
+        .filter(|s| !s.is_empty())
+    {
         description.push_str(&format!("\nAccessibilità: {accessibility}"));
     }
     description.push_str(&format!(

@@ -41,7 +41,11 @@ pub struct ExpireHolds {
 }
 
 impl JobHandler for ExpireHolds {
-    fn run<'a>(&'a self, ctx: &'a JobContext, _job: &'a Job) -> BoxFuture<'a, Result<(), JobError>> {
+    fn run<'a>(
+        &'a self,
+        ctx: &'a JobContext,
+        _job: &'a Job,
+    ) -> BoxFuture<'a, Result<(), JobError>> {
         Box::pin(async move {
             let err = |e: sqlx::Error| JobError(e.to_string());
             let now = ctx.clock.now_ms();
@@ -62,13 +66,48 @@ impl JobHandler for ExpireHolds {
 /// Only what is missing is added, so an administrator's changes survive a restart.
 pub async fn seed_demo(db: &Db, now: i64) -> Result<(), sqlx::Error> {
     let topics = [
-        ("vv-informazioni", "valleverde", "Informazioni e orientamento sui servizi sociali", None),
-        ("vv-sad", "valleverde", "Assistenza domiciliare (SAD)", Some("sad")),
-        ("vv-fna", "valleverde", "FNA Misura B2: sostegno alla disabilità grave", Some("fna-b2")),
-        ("vv-bonus", "valleverde", "Bonus famiglia", Some("bonus-famiglia")),
-        ("mb-informazioni", "montebello", "Informazioni e orientamento sui servizi sociali", None),
-        ("mb-sad", "montebello", "Assistenza domiciliare (SAD)", Some("sad")),
-        ("mb-fna", "montebello", "FNA Misura B2: sostegno alla disabilità grave", Some("fna-b2")),
+        (
+            "vv-informazioni",
+            "valleverde",
+            "Informazioni e orientamento sui servizi sociali",
+            None,
+        ),
+        (
+            "vv-sad",
+            "valleverde",
+            "Assistenza domiciliare (SAD)",
+            Some("sad"),
+        ),
+        (
+            "vv-fna",
+            "valleverde",
+            "FNA Misura B2: sostegno alla disabilità grave",
+            Some("fna-b2"),
+        ),
+        (
+            "vv-bonus",
+            "valleverde",
+            "Bonus famiglia",
+            Some("bonus-famiglia"),
+        ),
+        (
+            "mb-informazioni",
+            "montebello",
+            "Informazioni e orientamento sui servizi sociali",
+            None,
+        ),
+        (
+            "mb-sad",
+            "montebello",
+            "Assistenza domiciliare (SAD)",
+            Some("sad"),
+        ),
+        (
+            "mb-fna",
+            "montebello",
+            "FNA Misura B2: sostegno alla disabilità grave",
+            Some("fna-b2"),
+        ),
     ];
     let known: Vec<String> = store::topics(db).await?.into_iter().map(|t| t.id).collect();
     for (id, ente, title, service) in topics {
@@ -142,7 +181,15 @@ pub async fn seed_demo(db: &Db, now: i64) -> Result<(), sqlx::Error> {
             "vv-municipio-as",
             "vv-municipio",
             "Assistente sociale",
-            week(["09:00-12:30", "", "09:00-12:30", "14:30-17:00", "09:00-12:30", "", ""]),
+            week([
+                "09:00-12:30",
+                "",
+                "09:00-12:30",
+                "14:30-17:00",
+                "09:00-12:30",
+                "",
+                "",
+            ]),
             1,
             vec!["vv-informazioni", "vv-sad", "vv-fna", "vv-bonus"],
             vec!["NREPLA75E15D969F"],
@@ -160,7 +207,15 @@ pub async fn seed_demo(db: &Db, now: i64) -> Result<(), sqlx::Error> {
             "mb-centro-as",
             "mb-centro",
             "Assistente sociale",
-            week(["10:00-12:00", "10:00-12:00", "10:00-12:00", "10:00-12:00", "10:00-12:00", "", ""]),
+            week([
+                "10:00-12:00",
+                "10:00-12:00",
+                "10:00-12:00",
+                "10:00-12:00",
+                "10:00-12:00",
+                "",
+                "",
+            ]),
             1,
             vec!["mb-informazioni", "mb-sad", "mb-fna"],
             vec!["GLLLRA82H60A944Y"],

@@ -223,7 +223,10 @@ pub async fn closed_days(db: &Db, office: &Office) -> Result<Closed, sqlx::Error
         .await?
         .into_iter()
         .filter_map(|c| {
-            let from = Date::parse(&c.from, &time::format_description::well_known::Iso8601::DATE);
+            let from = Date::parse(
+                &c.from,
+                &time::format_description::well_known::Iso8601::DATE,
+            );
             let to = Date::parse(&c.to, &time::format_description::well_known::Iso8601::DATE);
             Some((from.ok()?, to.ok()?))
         })
@@ -948,7 +951,15 @@ pub async fn cancel(
     .bind(now)
     .execute(&mut *tx)
     .await?;
-    free_place(&mut tx, now, &a.calendar_id, a.starts_at, a.ends_at, offer_ms).await?;
+    free_place(
+        &mut tx,
+        now,
+        &a.calendar_id,
+        a.starts_at,
+        a.ends_at,
+        offer_ms,
+    )
+    .await?;
     let (ente, office) = ente_and_office(&mut tx, &a.calendar_id).await?;
     crate::csi::outbox(
         &mut tx,
@@ -1020,7 +1031,15 @@ pub async fn reschedule(
     .bind(now)
     .execute(&mut *tx)
     .await?;
-    free_place(&mut tx, now, &old.calendar_id, old.starts_at, old.ends_at, offer_ms).await?;
+    free_place(
+        &mut tx,
+        now,
+        &old.calendar_id,
+        old.starts_at,
+        old.ends_at,
+        offer_ms,
+    )
+    .await?;
     let (ente, office) = ente_and_office(&mut tx, &new.calendar_id).await?;
     let mut payload = event(&new, &ente, &office);
     payload["sostituisce"] = serde_json::Value::String(old.id.clone());

@@ -137,10 +137,7 @@ async fn page(
     ctx.insert("person", &view);
     ctx.insert("sections", SECTIONS);
     ctx.insert("section", &section);
-    ctx.insert(
-        "is_staff",
-        &matches!(principal, Principal::Staff { .. }),
-    );
+    ctx.insert("is_staff", &matches!(principal, Principal::Staff { .. }));
     ctx.insert(
         "is_admin",
         &!principal

@@ -123,7 +123,10 @@ mod tests {
         assert_eq!(date_time(at), "23 novembre 2026, 09:30");
         assert_eq!(rome_minute(at), 570);
         let jul = Date::from_calendar_date(2026, Month::July, 1).unwrap_or(Date::MIN);
-        assert_eq!(date_time(rome_instant(jul, 14 * 60)), "1 luglio 2026, 14:00");
+        assert_eq!(
+            date_time(rome_instant(jul, 14 * 60)),
+            "1 luglio 2026, 14:00"
+        );
     }
 
     #[test]
