@@ -17,23 +17,16 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod common;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use common::percentile;
 use portal::applications::form::Answers;
 use portal::applications::store;
-use portal::auth::{Person, Principal};
 use portal::clock::{Clock, SystemClock};
-use portal::config::Config;
-use portal::domain::CodiceFiscale;
-use portal::server::Server;
-use portal::web::session::{self, SessionData};
 use serde_json::Value;
-use sqlx::Connection;
-
-fn codice_fiscale(i: usize) -> CodiceFiscale {
-    CodiceFiscale::synthetic(i).expect("some check character fits")
-}
 
 fn sad_answers(cf: &str) -> Answers {
     let mut a = Answers::new();
@@ -59,14 +52,6 @@ fn sad_answers(cf: &str) -> Answers {
     a
 }
 
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    if sorted.is_empty() {
-        return Duration::ZERO;
-    }
-    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[i]
-}
-
 struct Citizen {
     token: String,
     csrf: String,
@@ -76,56 +61,10 @@ struct Citizen {
 
 #[tokio::main]
 async fn main() {
-    let args: Vec<String> = std::env::args().collect();
-    let citizens: usize = args
-        .iter()
-        .position(|a| a == "--citizens")
-        .and_then(|i| args.get(i + 1))
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(2000);
-    let rate: f64 = args
-        .iter()
-        .position(|a| a == "--rate")
-        .and_then(|i| args.get(i + 1))
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(1000.0);
-    let backend = std::env::var("BENCH_DB").unwrap_or_else(|_| "sqlite".into());
-    let root = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let citizens: usize = common::arg("--citizens", 2000);
+    let rate: f64 = common::arg("--rate", 1000.0);
     let dir = tempfile::tempdir().unwrap();
-    let url = match backend.as_str() {
-        "sqlite" => format!(
-            "sqlite://{}?mode=rwc",
-            dir.path().join("bench.db").display()
-        ),
-        "postgres" => {
-            sqlx::any::install_default_drivers();
-            let admin = std::env::var("BENCH_POSTGRES_URL")
-                .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
-            let mut conn = sqlx::AnyConnection::connect(&admin).await.unwrap();
-            sqlx::query("DROP DATABASE IF EXISTS sportello_bench WITH (FORCE)")
-                .execute(&mut conn)
-                .await
-                .unwrap();
-            sqlx::query("CREATE DATABASE sportello_bench")
-                .execute(&mut conn)
-                .await
-                .unwrap();
-            admin.rsplit_once('/').unwrap().0.to_string() + "/sportello_bench"
-        }
-        other => panic!("BENCH_DB={other}: use sqlite or postgres"),
-    };
-    let mut config = Config {
-        data_dir: dir.path().to_path_buf(),
-        static_dir: root.join("static"),
-        forms_dir: root.join("forms"),
-        ..Config::default()
-    };
-    config.http.addr = "127.0.0.1:0".into();
-    config.database.url = Some(url.into());
-    config.database.max_connections = 16;
-    config.jobs.workers = 1;
-    let server = Server::start(config, Arc::new(SystemClock)).await.unwrap();
-    let base = format!("http://{}", server.addr);
+    let (server, base, backend) = common::start(dir.path()).await;
     let db = server.db.clone();
 
     // Seeding: a session and a complete draft per citizen.
@@ -133,23 +72,7 @@ async fn main() {
     let now = SystemClock.now_ms();
     let mut people = Vec::with_capacity(citizens);
     for i in 0..citizens {
-        let cf = codice_fiscale(i);
-        let person = Person {
-            cf: cf.clone(),
-            given_name: "Maria".into(),
-            family_name: "Esposito".into(),
-            spid_level: 2,
-        };
-        let (token, s) = session::create_in(
-            &db,
-            now,
-            SessionData {
-                principal: Some(Principal::Citizen { person }),
-                ..SessionData::default()
-            },
-        )
-        .await
-        .unwrap();
+        let session = common::citizen(&db, now, i).await;
         let mut drafts = Vec::new();
         for _ in 0..2 {
             drafts.push(
@@ -164,8 +87,8 @@ async fn main() {
                         },
                         service_code: "sad",
                         form_version: 1,
-                        applicant_cf: cf.as_str(),
-                        answers: &sad_answers(cf.as_str()),
+                        applicant_cf: &session.cf,
+                        answers: &sad_answers(&session.cf),
                     },
                 )
                 .await
@@ -173,8 +96,8 @@ async fn main() {
             );
         }
         people.push(Citizen {
-            token,
-            csrf: s.data.csrf,
+            token: session.token,
+            csrf: session.csrf,
             drafts: [drafts[0].clone(), drafts[1].clone()],
         });
     }

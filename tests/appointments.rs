@@ -359,6 +359,13 @@ async fn a_citizen_books_in_six_steps_and_the_office_sees_it() {
     );
     let area = app.text("/area-personale/appuntamenti").await;
     assert!(area.contains("lunedì 23 novembre 2026, ore 11:00") && area.contains("Prenotato"));
+    let export: serde_json::Value =
+        serde_json::from_str(&app.text("/area-personale/esportazione.json").await).expect("JSON");
+    assert_eq!(export["appuntamenti"][0]["ora"], "11:00");
+    assert_eq!(
+        export["appuntamenti"][0]["descrizione"],
+        "Mia madre non riesce più a fare la spesa."
+    );
 
     // Another citizen, and nobody anonymous, sees it.
     let other = Citizen::new(&app, 1).await;
@@ -387,7 +394,11 @@ async fn a_citizen_books_in_six_steps_and_the_office_sees_it() {
         .await
         .expect("GET");
     assert_eq!(r.status(), StatusCode::SEE_OTHER);
-    assert!(location(&r).starts_with("/accedi?next="), "{}", location(&r));
+    assert!(
+        location(&r).starts_with("/accedi?next="),
+        "{}",
+        location(&r)
+    );
     assert_eq!(
         other.get("/ufficio/agenda").await.status(),
         StatusCode::FORBIDDEN

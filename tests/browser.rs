@@ -251,6 +251,81 @@ async fn a_citizen_logs_in_with_chromium_and_every_page_passes_axe() {
     );
     check(&client, "passo con campo condizionato", &mut violations).await;
 
+    // Booking an appointment from the same service page, through the six steps.
+    client
+        .goto(&format!("{}/servizi/sad", app.url))
+        .await
+        .unwrap();
+    click(
+        &client,
+        Locator::LinkText("Prenota un appuntamento con il segretariato sociale"),
+    )
+    .await;
+    client.wait().for_element(Locator::Css("h1")).await.unwrap();
+    check(&client, "prenotazione: sede", &mut violations).await;
+    click(
+        &client,
+        Locator::Css("a.btn-primary[href^='/appuntamenti/prenota/']"),
+    )
+    .await;
+    client
+        .wait()
+        .for_element(Locator::Css("input[name=orario]"))
+        .await
+        .unwrap();
+    check(&client, "prenotazione: data e ora", &mut violations).await;
+    press(
+        &client,
+        "form[action^='/appuntamenti/prenota/'] button.btn-primary",
+    )
+    .await;
+    client
+        .wait()
+        .for_element(Locator::Id("descrizione"))
+        .await
+        .unwrap();
+    check(&client, "prenotazione: dettagli", &mut violations).await;
+    client
+        .find(Locator::Id("descrizione"))
+        .await
+        .unwrap()
+        .send_keys("Vorrei sapere come funziona l'assistenza domiciliare.")
+        .await
+        .unwrap();
+    press(&client, "form[action$='/dettagli'] button.btn-primary").await;
+    let email = client
+        .wait()
+        .for_element(Locator::Id("email"))
+        .await
+        .unwrap();
+    check(&client, "prenotazione: richiedente", &mut violations).await;
+    email.clear().await.unwrap();
+    email.send_keys("giulia@example.it").await.unwrap();
+    press(&client, "form[action$='/richiedente'] button.btn-primary").await;
+    client
+        .wait()
+        .for_element(Locator::Css("form[action$='/conferma']"))
+        .await
+        .unwrap();
+    check(&client, "prenotazione: riepilogo", &mut violations).await;
+    press(&client, "form[action$='/conferma'] button.btn-primary").await;
+    client
+        .wait()
+        .for_element(Locator::Css("[data-testid=stato]"))
+        .await
+        .unwrap();
+    assert!(client
+        .source()
+        .await
+        .unwrap()
+        .contains("Appuntamento prenotato"));
+    check(&client, "prenotazione: conferma", &mut violations).await;
+    client
+        .goto(&format!("{}/area-personale/appuntamenti", app.url))
+        .await
+        .unwrap();
+    check(&client, "area personale: appuntamenti", &mut violations).await;
+
     client
         .goto(&format!("{}/pagina-inesistente", app.url))
         .await
@@ -281,6 +356,22 @@ async fn a_citizen_logs_in_with_chromium_and_every_page_passes_axe() {
         .await
         .unwrap();
     check(&client, "gestione operatori", &mut violations).await;
+    for (path, page) in [
+        ("/amministrazione/sedi", "sedi e calendari"),
+        ("/amministrazione/sedi/vv-municipio", "una sede"),
+        (
+            "/amministrazione/calendari/vv-municipio-as",
+            "un calendario",
+        ),
+        (
+            "/ufficio/agenda?sede=vv-municipio&vista=settimana",
+            "agenda",
+        ),
+    ] {
+        client.goto(&format!("{}{path}", app.url)).await.unwrap();
+        client.wait().for_element(Locator::Css("h1")).await.unwrap();
+        check(&client, page, &mut violations).await;
+    }
 
     // The harness itself: axe does report a violation when there is one.
     client

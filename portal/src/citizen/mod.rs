@@ -301,6 +301,22 @@ async fn export_json(
             })
         })
         .collect();
+    let (appointments, waiting) = crate::appointments::booking::list_for(&state, cf).await?;
+    let appuntamenti: Vec<serde_json::Value> = appointments
+        .iter()
+        .map(|a| {
+            serde_json::json!({
+                "giorno": a.day,
+                "ora": a.time,
+                "sede": a.office.as_ref().map(|o| &o.name),
+                "motivo": a.topic,
+                "descrizione": a.reason,
+                "email": a.email,
+                "telefono": a.phone,
+                "stato": a.status_label,
+            })
+        })
+        .collect();
     let body = serde_json::json!({
         "generato_il": date_time(state.clock.now_ms()),
         "titolare": state.config.ente.name,
@@ -316,6 +332,8 @@ async fn export_json(
         },
         "ruoli_come_operatore": roles.iter().map(|(ente, role)| serde_json::json!({ "ente": ente, "ruolo": role })).collect::<Vec<_>>(),
         "pratiche": pratiche,
+        "appuntamenti": appuntamenti,
+        "liste_di_attesa": waiting,
         "accessi_ai_tuoi_dati": accesses(&state, cf, i64::MAX).await?,
     });
     Ok(HttpResponse::Ok()
