@@ -4,7 +4,7 @@
 
 use portal::appointments::calendar::Week;
 use portal::appointments::store::{self, Calendar};
-use portal::auth::{Person, Principal};
+use portal::auth::{Membership, Person, Principal, Role};
 use portal::domain::CodiceFiscale;
 use portal::web::session::{self, SessionData};
 use reqwest::StatusCode;
@@ -54,6 +54,36 @@ impl Citizen {
             csrf: s.data.csrf,
             cf: cf.to_string(),
         }
+    }
+
+    /// A member of staff of `ente` with `role`, signed in the same way.
+    async fn staff(app: &TestApp, i: usize, ente: &str, role: Role) -> Citizen {
+        let mut c = Citizen::new(app, i).await;
+        let person = Person {
+            cf: CodiceFiscale::parse(&c.cf).expect("codice fiscale"),
+            given_name: "Operatore".into(),
+            family_name: format!("Prova{i}"),
+            spid_level: 2,
+        };
+        let (token, s) = session::create_in(
+            app.db(),
+            app.clock.now_ms(),
+            SessionData {
+                principal: Some(Principal::Staff {
+                    person,
+                    memberships: vec![Membership {
+                        ente: ente.into(),
+                        role,
+                    }],
+                }),
+                ..SessionData::default()
+            },
+        )
+        .await
+        .expect("session");
+        c.cookie = format!("sportello_session={token}");
+        c.csrf = s.data.csrf;
+        c
     }
 
     async fn get(&self, path: &str) -> reqwest::Response {
@@ -414,9 +444,16 @@ async fn a_citizen_books_in_six_steps_and_the_office_sees_it() {
     assert!(agenda.contains("Giulia Bianchi") && agenda.contains("BNCGLI85D52F205W"));
     assert!(agenda.contains("11:00–11:30"));
     let week = app
-        .text("/ufficio/agenda?sede=vv-municipio&giorno=2026-11-25&vista=settimana&miei=si")
+        .text("/ufficio/agenda?sede=vv-municipio&giorno=2026-11-25&vista=settimana&operatore=NREPLA75E15D969F")
         .await;
     assert!(week.contains("Giulia Bianchi"));
+    let someone_else = app
+        .text("/ufficio/agenda?sede=vv-municipio&giorno=2026-11-23&operatore=GLLLRA82H60A944Y")
+        .await;
+    assert!(
+        !someone_else.contains("Giulia Bianchi"),
+        "not that operator's calendar"
+    );
     assert!(
         count(&app, "SELECT COUNT(*) FROM audit_log WHERE subject_cf = 'BNCGLI85D52F205W' AND actor_cf = 'NREPLA75E15D969F' AND purpose = 'agenda'").await
             >= 1
@@ -805,7 +842,7 @@ async fn a_lapsed_hold_is_explained_and_a_cancelled_place_goes_to_the_waiting_li
     let late = anna
         .post(&format!("/appuntamenti/{first}/conferma"), &[])
         .await;
-    assert_eq!(location(&late), format!("/appuntamenti/{first}/dettagli"));
+    assert_eq!(location(&late), format!("/appuntamenti/{first}/scaduto"));
 
     // Bruno takes the lapsed place and books it; Carla finds nothing and joins the waiting list.
     let second = hold_first(&bruno, "vv-borgo").await;
@@ -938,6 +975,162 @@ async fn an_appointment_moves_to_a_free_time_in_one_step() {
             .status(),
         StatusCode::NOT_FOUND,
         "a moved appointment cannot be moved again"
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn staff_mark_attendance_only_in_their_own_ente() {
+    let app = spawn_app().await;
+    app.clock.set_ms(NOV_23_2026);
+    every_day_calendar(&app, "presenze", 2).await;
+    let citizen = Citizen::new(&app, 5).await;
+    let id = hold_first(&citizen, "vv-borgo").await;
+    complete(&citizen, &id, "vv-informazioni").await;
+    let path = format!("/ufficio/appuntamenti/{id}/esito");
+
+    assert_eq!(
+        citizen.post(&path, &[("esito", "assente")]).await.status(),
+        StatusCode::FORBIDDEN
+    );
+    let elsewhere = Citizen::staff(&app, 50, "montebello", Role::Operatore).await;
+    assert_eq!(
+        elsewhere
+            .post(&path, &[("esito", "assente")])
+            .await
+            .status(),
+        StatusCode::NOT_FOUND
+    );
+    let auditor = Citizen::staff(&app, 51, "valleverde", Role::Revisore).await;
+    assert!(auditor
+        .text("/ufficio/agenda?sede=vv-borgo&giorno=2026-11-24")
+        .await
+        .contains(&citizen.cf));
+    assert_eq!(
+        auditor.post(&path, &[("esito", "assente")]).await.status(),
+        StatusCode::FORBIDDEN,
+        "auditors read, never change"
+    );
+    let operator = Citizen::staff(&app, 52, "valleverde", Role::Operatore).await;
+    let r = operator.post(&path, &[("esito", "assente")]).await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    assert_eq!(
+        location(&r),
+        "/ufficio/agenda?sede=vv-borgo&giorno=2026-11-24"
+    );
+    assert!(operator
+        .text("/ufficio/agenda?sede=vv-borgo&giorno=2026-11-24")
+        .await
+        .contains("Non presentato"));
+    assert_eq!(
+        count(
+            &app,
+            "SELECT COUNT(*) FROM outbox WHERE event_type = 'appuntamento.assente'"
+        )
+        .await,
+        1
+    );
+    assert!(citizen
+        .text("/area-personale/appuntamenti")
+        .await
+        .contains("Non presentato"));
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn an_unanswered_offer_passes_to_the_next_citizen_waiting() {
+    let app = spawn_app().await;
+    app.clock.set_ms(NOV_23_2026);
+    // One place, on Friday 27 November only.
+    let mut calendar = every_day_calendar(&app, "offerte", 1).await;
+    calendar.week = Week(std::array::from_fn(|i| {
+        if i == 4 {
+            "09:00-09:30".to_string()
+        } else {
+            String::new()
+        }
+    }));
+    calendar.max_days = 6;
+    store::save_calendar(app.db(), app.clock.now_ms(), &calendar)
+        .await
+        .expect("calendar");
+    let first = Citizen::new(&app, 10).await;
+    let second = Citizen::new(&app, 11).await;
+    let third = Citizen::new(&app, 12).await;
+    let id = hold_first(&first, "vv-borgo").await;
+    complete(&first, &id, "vv-informazioni").await;
+    for c in [&second, &third] {
+        let r = c
+            .post(
+                "/appuntamenti/prenota/vv-borgo/lista-attesa",
+                &[("motivo", "vv-informazioni")],
+            )
+            .await;
+        assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    }
+    // A fourth joins and changes their mind: out of the list, no offer for them.
+    let fourth = Citizen::new(&app, 13).await;
+    fourth
+        .post(
+            "/appuntamenti/prenota/vv-borgo/lista-attesa",
+            &[("motivo", "vv-informazioni")],
+        )
+        .await;
+    let listed = fourth.text("/area-personale/appuntamenti").await;
+    let marker = "action=\"/area-personale/lista-attesa/";
+    let start = listed.find(marker).expect("listed") + marker.len();
+    let entry = &listed[start..start + listed[start..].find('/').expect("id")];
+    let left = fourth
+        .post(&format!("/area-personale/lista-attesa/{entry}/esci"), &[])
+        .await;
+    assert_eq!(location(&left), "/area-personale/appuntamenti");
+    assert!(!fourth
+        .text("/area-personale/appuntamenti")
+        .await
+        .contains("Liste d"));
+    let r = first
+        .post(&format!("/appuntamenti/{id}/annulla"), &[])
+        .await;
+    assert_eq!(location(&r), format!("/appuntamenti/{id}?annullato=1"));
+    assert!(second
+        .text("/area-personale/appuntamenti")
+        .await
+        .contains("Si è liberato un posto per te"));
+    assert!(!third
+        .text("/area-personale/appuntamenti")
+        .await
+        .contains("Si è liberato un posto"));
+
+    // The second citizen does not answer within the 24 hours: the job passes the place on.
+    app.clock.advance_ms(25 * 60 * MINUTE);
+    let handled = store::expire_holds(app.db(), app.clock.now_ms(), 24 * 60 * MINUTE)
+        .await
+        .expect("expiry");
+    // (The expiry job of the running server may have got there first: either way, once.)
+    assert!(handled <= 1);
+    let second = Citizen::new(&app, 11).await;
+    let third = Citizen::new(&app, 12).await;
+    assert!(!second
+        .text("/area-personale/appuntamenti")
+        .await
+        .contains("Si è liberato un posto"));
+    assert!(third
+        .text("/area-personale/appuntamenti")
+        .await
+        .contains("Si è liberato un posto per te"));
+    let statuses: Vec<String> =
+        sqlx::query_scalar("SELECT status FROM waiting_list ORDER BY created_at, id")
+            .fetch_all(&app.db().pool)
+            .await
+            .expect("waiting list");
+    assert!(statuses.contains(&"scaduto".to_string()) && statuses.contains(&"offerto".to_string()));
+    assert_eq!(
+        count(
+            &app,
+            "SELECT MAX(taken) FROM slots WHERE calendar_id = 'offerte'"
+        )
+        .await,
+        1
     );
     app.stop().await;
 }

@@ -69,7 +69,7 @@ CREATE TABLE slots (
 );
 
 CREATE TABLE waiting_list (
-    id TEXT PRIMARY KEY,
+    id INTEGER PRIMARY KEY AUTOINCREMENT,             -- also the order of arrival
     office_id TEXT NOT NULL REFERENCES offices(id),
     topic_id TEXT NOT NULL REFERENCES topics(id),
     citizen_cf TEXT NOT NULL,
@@ -88,7 +88,7 @@ CREATE TABLE appointments (
     citizen_cf TEXT NOT NULL,
     status TEXT NOT NULL CHECK (status IN ('trattenuto', 'prenotato', 'annullato', 'scaduto', 'spostato', 'presentato', 'assente')),
     hold_until BIGINT,                   -- while 'trattenuto': the place is kept until then
-    waiting_id TEXT REFERENCES waiting_list(id),   -- the place was offered from the waiting list
+    waiting_id BIGINT REFERENCES waiting_list(id), -- the place was offered from the waiting list
     topic_id TEXT REFERENCES topics(id),
     reason TEXT,
     email TEXT,

@@ -90,7 +90,7 @@ struct AgendaQuery {
     sede: Option<String>,
     giorno: Option<String>,
     vista: Option<String>,
-    miei: Option<String>,
+    operatore: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -123,10 +123,6 @@ async fn agenda(
     query: web::Query<AgendaQuery>,
 ) -> Result<HttpResponse, AppError> {
     let offices = staff_offices(&state, &req, &principal).await?;
-    let me = principal
-        .person()
-        .map(|p| p.cf.to_string())
-        .unwrap_or_default();
     let office = match query.sede.as_deref() {
         Some(id) => offices.iter().find(|o| o.id == id),
         None => offices.first(),
@@ -138,7 +134,7 @@ async fn agenda(
         .and_then(|d| Date::parse(d, &time::format_description::well_known::Iso8601::DATE).ok())
         .unwrap_or_else(|| rome_date(now));
     let week = query.vista.as_deref() == Some("settimana");
-    let only_mine = query.miei.is_some();
+    let operator = query.operatore.clone().filter(|o| !o.is_empty());
     let (from, days) = if week {
         (
             day - Duration::days(i64::from(day.weekday().number_days_from_monday())),
@@ -148,16 +144,29 @@ async fn agenda(
         (day, 1)
     };
     let mut shown: Vec<Day> = Vec::new();
+    let mut operators: Vec<(String, String)> = Vec::new();
     let topics: HashMap<String, String> = store::topics(&state.db)
         .await?
         .into_iter()
         .map(|t| (t.id, t.title))
         .collect();
     if let Some(office) = office {
-        let calendars: Vec<store::Calendar> = store::calendars_of(&state.db, &office.id)
-            .await?
+        let all = store::calendars_of(&state.db, &office.id).await?;
+        let mut cfs: Vec<&String> = all.iter().flat_map(|c| &c.operators).collect();
+        cfs.sort();
+        cfs.dedup();
+        for cf in cfs {
+            let name: Option<String> = sqlx::query_scalar(
+                "SELECT given_name || ' ' || family_name FROM people WHERE cf = $1",
+            )
+            .bind(cf)
+            .fetch_optional(&state.db.pool)
+            .await?;
+            operators.push((cf.clone(), name.unwrap_or_else(|| cf.clone())));
+        }
+        let calendars: Vec<store::Calendar> = all
             .into_iter()
-            .filter(|c| !only_mine || c.operators.contains(&me))
+            .filter(|c| operator.as_ref().is_none_or(|o| c.operators.contains(o)))
             .collect();
         let names: HashMap<&str, &str> = calendars
             .iter()
@@ -203,7 +212,8 @@ async fn agenda(
     ctx.insert("office", &office);
     ctx.insert("day", &day.to_string());
     ctx.insert("week", &week);
-    ctx.insert("only_mine", &only_mine);
+    ctx.insert("operators", &operators);
+    ctx.insert("operator", &operator);
     ctx.insert("days", &shown);
     ctx.insert("previous", &(day - Duration::days(days)).to_string());
     ctx.insert("next", &(day + Duration::days(days)).to_string());

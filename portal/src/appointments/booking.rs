@@ -79,18 +79,31 @@ async fn calendars_for(
     office: &Office,
     service: Option<&str>,
 ) -> Result<Vec<Calendar>, AppError> {
-    let topics = store::topics(&state.db).await?;
+    let calendars = store::calendars_of(&state.db, &office.id).await?;
+    Ok(for_service(
+        &store::topics(&state.db).await?,
+        office,
+        calendars,
+        service,
+    ))
+}
+
+fn for_service(
+    topics: &[Topic],
+    office: &Office,
+    calendars: Vec<Calendar>,
+    service: Option<&str>,
+) -> Vec<Calendar> {
     let wanted: Vec<&str> = topics
         .iter()
         .filter(|t| t.ente_code == office.ente_code)
         .filter(|t| service.is_none() || t.service_code.as_deref() == service)
         .map(|t| t.id.as_str())
         .collect();
-    Ok(store::calendars_of(&state.db, &office.id)
-        .await?
+    calendars
         .into_iter()
         .filter(|c| c.topics.iter().any(|t| wanted.contains(&t.as_str())))
-        .collect())
+        .collect()
 }
 
 fn known_service(state: &AppState, service: Option<&str>) -> Option<String> {
@@ -360,7 +373,12 @@ async fn take_time(
     });
     let shown: Vec<Calendar> = match &moving {
         Some(_) => calendars.clone(),
-        None => calendars_for(&state, &office, service.as_deref()).await?,
+        None => for_service(
+            &store::topics(&state.db).await?,
+            &office,
+            calendars.clone(),
+            service.as_deref(),
+        ),
     };
     let again = |error: &'static str, status: StatusCode| WhenPage {
         office: &office,
@@ -803,10 +821,10 @@ async fn confirm(
     let a = store::owned(&state.db, &id, person.cf.as_str())
         .await?
         .ok_or(AppError::NotFound)?;
-    if a.status == "trattenuto" {
-        if let Some(step) = missing_step(&a) {
-            return Ok(see_other(&format!("/appuntamenti/{id}/{step}")));
-        }
+    let holding =
+        a.status == "trattenuto" && a.hold_until.is_some_and(|h| h >= state.clock.now_ms());
+    if let Some(step) = missing_step(&a).filter(|_| holding) {
+        return Ok(see_other(&format!("/appuntamenti/{id}/{step}")));
     }
     Ok(
         match store::confirm(&state.db, state.clock.now_ms(), &id, person.cf.as_str()).await? {
@@ -923,7 +941,7 @@ async fn view(state: &AppState, a: &Appointment) -> Result<AppointmentView, AppE
 
 #[derive(Debug, Serialize)]
 pub struct WaitingView {
-    pub id: String,
+    pub id: i64,
     pub office: String,
     pub topic: String,
     pub since: String,
@@ -1074,10 +1092,10 @@ async fn leave_waiting_list(
     state: web::Data<AppState>,
     req: HttpRequest,
     principal: Principal,
-    id: web::Path<String>,
+    id: web::Path<i64>,
 ) -> Result<HttpResponse, AppError> {
     let person = signed_in(&req, &principal)?;
-    store::leave_waiting_list(&state.db, state.clock.now_ms(), &id, person.cf.as_str()).await?;
+    store::leave_waiting_list(&state.db, state.clock.now_ms(), *id, person.cf.as_str()).await?;
     Ok(see_other("/area-personale/appuntamenti"))
 }
 

@@ -74,7 +74,7 @@ pub struct Appointment {
     pub citizen_cf: String,
     pub status: String,
     pub hold_until: Option<i64>,
-    pub waiting_id: Option<String>,
+    pub waiting_id: Option<i64>,
     pub topic_id: Option<String>,
     pub reason: Option<String>,
     pub email: Option<String>,
@@ -282,22 +282,28 @@ async fn calendars_where(
     .bind(value)
     .fetch_all(&db.pool)
     .await?;
+    // The topics and operators of all those calendars, in two queries.
+    let mut topics: HashMap<String, Vec<String>> = HashMap::new();
+    let mut operators: HashMap<String, Vec<String>> = HashMap::new();
+    for (table, column, into) in [
+        ("calendar_topics", "topic_id", &mut topics),
+        ("calendar_operators", "cf", &mut operators),
+    ] {
+        let pairs: Vec<(String, String)> = sqlx::query_as(&format!(
+            "SELECT t.calendar_id, t.{column} FROM {table} t JOIN calendars c ON c.id = t.calendar_id \
+             WHERE c.{condition} = $1 ORDER BY t.{column}"
+        ))
+        .bind(value)
+        .fetch_all(&db.pool)
+        .await?;
+        for (calendar, item) in pairs {
+            into.entry(calendar).or_default().push(item);
+        }
+    }
     let mut calendars = Vec::with_capacity(rows.len());
     for row in &rows {
         let id: String = row.try_get("id")?;
         let hours: String = row.try_get("hours")?;
-        let topics: Vec<String> = sqlx::query_scalar(
-            "SELECT topic_id FROM calendar_topics WHERE calendar_id = $1 ORDER BY topic_id",
-        )
-        .bind(&id)
-        .fetch_all(&db.pool)
-        .await?;
-        let operators: Vec<String> = sqlx::query_scalar(
-            "SELECT cf FROM calendar_operators WHERE calendar_id = $1 ORDER BY cf",
-        )
-        .bind(&id)
-        .fetch_all(&db.pool)
-        .await?;
         calendars.push(Calendar {
             office_id: row.try_get("office_id")?,
             name: row.try_get("name")?,
@@ -307,8 +313,8 @@ async fn calendars_where(
             min_notice_minutes: row.try_get("min_notice_minutes")?,
             max_days: row.try_get("max_days")?,
             cancel_minutes: row.try_get("cancel_minutes")?,
-            topics,
-            operators,
+            topics: topics.remove(&id).unwrap_or_default(),
+            operators: operators.remove(&id).unwrap_or_default(),
             id,
         });
     }
@@ -544,11 +550,11 @@ async fn free_place(
             .await?;
     let answer_by = (now + offer_ms).min(start - notice.unwrap_or(0) * 60_000);
     if answer_by - now >= 3_600_000 {
-        let first: Option<(String, String, String)> = sqlx::query_as(
+        let first: Option<(i64, String, String)> = sqlx::query_as(
             "SELECT w.id, w.citizen_cf, w.topic_id FROM waiting_list w \
              JOIN calendars c ON c.office_id = w.office_id \
              JOIN calendar_topics t ON t.calendar_id = c.id AND t.topic_id = w.topic_id \
-             WHERE c.id = $1 AND w.status = 'in_attesa' ORDER BY w.created_at, w.id LIMIT 1",
+             WHERE c.id = $1 AND w.status = 'in_attesa' ORDER BY w.id LIMIT 1",
         )
         .bind(calendar_id)
         .fetch_optional(&mut **tx)
@@ -557,7 +563,7 @@ async fn free_place(
             let claimed = sqlx::query(
                 "UPDATE waiting_list SET status = 'offerto', updated_at = $2 WHERE id = $1 AND status = 'in_attesa'",
             )
-            .bind(&waiting_id)
+            .bind(waiting_id)
             .bind(now)
             .execute(&mut **tx)
             .await?
@@ -572,7 +578,7 @@ async fn free_place(
                         ends_at,
                         cf: &cf,
                         hold_until: answer_by,
-                        waiting_id: Some(&waiting_id),
+                        waiting_id: Some(waiting_id),
                         topic_id: Some(&topic),
                     },
                 )
@@ -595,7 +601,7 @@ struct NewHold<'a> {
     ends_at: i64,
     cf: &'a str,
     hold_until: i64,
-    waiting_id: Option<&'a str>,
+    waiting_id: Option<i64>,
     topic_id: Option<&'a str>,
 }
 
@@ -811,7 +817,7 @@ pub async fn confirm(db: &Db, now: i64, id: &str, cf: &str) -> Result<Confirm, s
         });
     };
     let booked = appointment(&row)?;
-    if let Some(waiting_id) = &booked.waiting_id {
+    if let Some(waiting_id) = booked.waiting_id {
         sqlx::query("UPDATE waiting_list SET status = 'prenotato', updated_at = $2 WHERE id = $1")
             .bind(waiting_id)
             .bind(now)
@@ -841,7 +847,7 @@ pub async fn release(
     offer_ms: i64,
 ) -> Result<(), sqlx::Error> {
     let mut tx = db.pool.begin().await?;
-    let row: Option<(String, i64, i64, Option<String>)> = sqlx::query_as(
+    let row: Option<(String, i64, i64, Option<i64>)> = sqlx::query_as(
         "UPDATE appointments SET status = 'annullato', ended_at = $3, updated_at = $3 \
          WHERE id = $1 AND citizen_cf = $2 AND status = 'trattenuto' RETURNING calendar_id, starts_at, ends_at, waiting_id",
     )
@@ -856,7 +862,7 @@ pub async fn release(
                 sqlx::query(
                     "UPDATE waiting_list SET status = 'ritirato', updated_at = $2 WHERE id = $1",
                 )
-                .bind(&waiting_id)
+                .bind(waiting_id)
                 .bind(now)
                 .execute(&mut *tx)
                 .await?;
@@ -1059,7 +1065,7 @@ pub async fn reschedule(
 /// Lapsed holds and unanswered offers: a hold returns its place to the pool, an offer passes it to
 /// the next citizen waiting. Returns how many were handled.
 pub async fn expire_holds(db: &Db, now: i64, offer_ms: i64) -> Result<usize, sqlx::Error> {
-    let lapsed: Vec<(String, String, i64, i64, Option<String>)> = sqlx::query_as(
+    let lapsed: Vec<(String, String, i64, i64, Option<i64>)> = sqlx::query_as(
         "SELECT id, calendar_id, starts_at, ends_at, waiting_id FROM appointments \
          WHERE status = 'trattenuto' AND hold_until < $1 ORDER BY hold_until LIMIT 500",
     )
@@ -1084,7 +1090,7 @@ pub async fn expire_holds(db: &Db, now: i64, offer_ms: i64) -> Result<usize, sql
                     sqlx::query(
                         "UPDATE waiting_list SET status = 'scaduto', updated_at = $2 WHERE id = $1",
                     )
-                    .bind(&waiting_id)
+                    .bind(waiting_id)
                     .bind(now)
                     .execute(&mut *tx)
                     .await?;
@@ -1111,7 +1117,7 @@ pub async fn expire_holds(db: &Db, now: i64, offer_ms: i64) -> Result<usize, sql
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Waiting {
-    pub id: String,
+    pub id: i64,
     pub office_id: String,
     pub topic_id: String,
     pub status: String,
@@ -1126,7 +1132,7 @@ pub async fn join_waiting_list(
     topic_id: &str,
     cf: &str,
 ) -> Result<bool, sqlx::Error> {
-    let already: Option<String> = sqlx::query_scalar(
+    let already: Option<i64> = sqlx::query_scalar(
         "SELECT id FROM waiting_list WHERE office_id = $1 AND topic_id = $2 AND citizen_cf = $3 \
          AND status IN ('in_attesa', 'offerto')",
     )
@@ -1139,10 +1145,9 @@ pub async fn join_waiting_list(
         return Ok(false);
     }
     sqlx::query(
-        "INSERT INTO waiting_list (id, office_id, topic_id, citizen_cf, status, created_at, updated_at) \
-         VALUES ($1, $2, $3, $4, 'in_attesa', $5, $5)",
+        "INSERT INTO waiting_list (office_id, topic_id, citizen_cf, status, created_at, updated_at) \
+         VALUES ($1, $2, $3, 'in_attesa', $4, $4)",
     )
-    .bind(new_id())
     .bind(office_id)
     .bind(topic_id)
     .bind(cf)
@@ -1152,7 +1157,7 @@ pub async fn join_waiting_list(
     Ok(true)
 }
 
-pub async fn leave_waiting_list(db: &Db, now: i64, id: &str, cf: &str) -> Result<(), sqlx::Error> {
+pub async fn leave_waiting_list(db: &Db, now: i64, id: i64, cf: &str) -> Result<(), sqlx::Error> {
     sqlx::query(
         "UPDATE waiting_list SET status = 'ritirato', updated_at = $3 WHERE id = $1 AND citizen_cf = $2 AND status = 'in_attesa'",
     )
@@ -1165,9 +1170,9 @@ pub async fn leave_waiting_list(db: &Db, now: i64, id: &str, cf: &str) -> Result
 }
 
 pub async fn waiting_of(db: &Db, cf: &str) -> Result<Vec<Waiting>, sqlx::Error> {
-    let rows: Vec<(String, String, String, String, i64)> = sqlx::query_as(
+    let rows: Vec<(i64, String, String, String, i64)> = sqlx::query_as(
         "SELECT id, office_id, topic_id, status, created_at FROM waiting_list \
-         WHERE citizen_cf = $1 AND status = 'in_attesa' ORDER BY created_at",
+         WHERE citizen_cf = $1 AND status = 'in_attesa' ORDER BY id",
     )
     .bind(cf)
     .fetch_all(&db.pool)
