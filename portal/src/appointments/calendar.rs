@@ -164,11 +164,22 @@ impl Rules {
         }
         let weekday = usize::from(date.weekday().number_days_from_monday());
         let step = self.slot_minutes.max(5);
+        // One offset for the whole day, except on the two days a year the clocks change.
+        let utc_midnight = date.midnight().assume_utc().unix_timestamp() * 1000;
+        let first = utc_midnight - rome_instant(date, 0);
+        let last = utc_midnight + 1439 * 60_000 - rome_instant(date, 1439);
+        let instant = |minute: u16| {
+            if first == last {
+                utc_midnight + i64::from(minute) * 60_000 - first
+            } else {
+                rome_instant(date, minute)
+            }
+        };
         let mut starts = Vec::new();
         for &(from, to) in &self.hours[weekday] {
             let mut at = from;
             while at + step <= to {
-                starts.push(rome_instant(date, at));
+                starts.push(instant(at));
                 at += step;
             }
         }
@@ -336,6 +347,23 @@ mod tests {
             clock_label(rules.starts_on(date!(2026 - 04 - 07), &closed)[1]),
             "09:30"
         );
+    }
+
+    #[test]
+    fn slots_follow_the_clock_on_the_days_it_changes() {
+        let mut rules = weekdays_nine_to_twelve();
+        rules.hours[6] = vec![(60, 240)];
+        // Sunday 29 March 2026: 02:00 becomes 03:00; the slot "at 2:30" does not exist.
+        let labels: Vec<String> = rules
+            .starts_on(date!(2026 - 03 - 29), &Closed::default())
+            .into_iter()
+            .map(clock_label)
+            .collect();
+        assert_eq!(labels.first().map(String::as_str), Some("01:00"));
+        assert!(labels.contains(&"03:30".to_string()));
+        let day = rules.starts_on(date!(2026 - 03 - 30), &Closed::default());
+        assert_eq!(clock_label(day[0]), "09:00");
+        assert_eq!(day[1] - day[0], 30 * 60_000);
     }
 
     #[test]
