@@ -951,7 +951,7 @@ async fn a_draft_of_a_closed_window_is_kept_but_cannot_be_sent() {
 }
 
 /// A draft filled directly in the database, ready to send.
-async fn ready_draft(app: &TestApp, cf: &str) -> String {
+pub(crate) async fn ready_draft(app: &TestApp, cf: &str) -> String {
     let answers = portal::applications::form::Answers::new();
     store::create_draft(
         app.db(),
@@ -968,7 +968,7 @@ async fn ready_draft(app: &TestApp, cf: &str) -> String {
     .unwrap()
 }
 
-fn submission<'a>(
+pub(crate) fn submission<'a>(
     cf: &'a str,
     ente: &'a str,
     answers: &'a portal::applications::form::Answers,

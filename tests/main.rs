@@ -6,6 +6,7 @@
 
 mod support;
 
+mod alerts;
 mod applications;
 mod appointments;
 mod audit;

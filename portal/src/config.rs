@@ -54,6 +54,8 @@ pub struct Config {
     pub metrics: MetricsConfig,
     pub jobs: JobsConfig,
     pub appointments: AppointmentsConfig,
+    pub email: EmailConfig,
+    pub alerts: AlertsConfig,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -228,6 +230,54 @@ impl Default for AppointmentsConfig {
     }
 }
 
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EmailConfig {
+    /// The sender of every e-mail.
+    pub from: String,
+    /// `smtp://host:port` (STARTTLS when offered is not forced), `smtp://host:port?tls=required`
+    /// or `smtps://user:password@host` (TLS; credentials in the URL). When unset, e-mails are written
+    /// as `.eml` files under `folder` instead of being sent.
+    #[serde(serialize_with = "ser_opt_secret")]
+    pub smtp_url: Option<SecretString>,
+    /// Where e-mails go without an SMTP server (relative paths are under `data_dir`).
+    pub folder: PathBuf,
+}
+
+impl Default for EmailConfig {
+    fn default() -> Self {
+        EmailConfig {
+            from: "Sportello sociale <noreply@comune.valleverde.example.it>".into(),
+            smtp_url: None,
+            folder: PathBuf::from("mail"),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AlertsConfig {
+    /// Hours before an appointment that its reminder goes out.
+    pub appointment_reminder_hours: i64,
+    /// Days before a deadline (documents requested, preavviso di rigetto) that reminders go out.
+    pub deadline_reminder_days: Vec<i64>,
+    /// Days before a service stops taking applications that a draft of it is recalled.
+    pub draft_closing_days: i64,
+    /// Days before a pratica's legal term that its ente's operators are told.
+    pub staff_term_days: i64,
+}
+
+impl Default for AlertsConfig {
+    fn default() -> Self {
+        AlertsConfig {
+            appointment_reminder_hours: 24,
+            deadline_reminder_days: vec![3, 1],
+            draft_closing_days: 7,
+            staff_term_days: 5,
+        }
+    }
+}
+
 fn ser_opt_secret<S: serde::Serializer>(v: &Option<SecretString>, s: S) -> Result<S::Ok, S::Error> {
     match v {
         Some(secret) => s.serialize_some(secret.expose_secret()),
@@ -253,6 +303,8 @@ impl Default for Config {
             metrics: MetricsConfig::default(),
             jobs: JobsConfig::default(),
             appointments: AppointmentsConfig::default(),
+            email: EmailConfig::default(),
+            alerts: AlertsConfig::default(),
         }
     }
 }

@@ -2,6 +2,7 @@
 //! One module per capability (`auth`, `citizen`, `applications`, `pages`, `jobs`), beside the shared
 //! pieces (`config`, `db`, `web`, `telemetry`, `clock`, `domain`). `server` puts them together.
 
+pub mod alerts;
 pub mod applications;
 pub mod appointments;
 pub mod auth;

@@ -374,6 +374,7 @@ impl Server {
                 .configure(crate::citizen::routes)
                 .configure(crate::applications::routes)
                 .configure(crate::appointments::routes)
+                .configure(crate::alerts::inbox::routes)
                 .configure(crate::staff::routes)
                 .configure(crate::auth::dev_idp::routes)
                 .configure(crate::auth::dev_idp::trust_anchor::routes)
@@ -404,6 +405,30 @@ impl Server {
             }),
         );
         crate::appointments::schedule_expiry(&db, clock.now_ms(), 60_000)
+            .await
+            .map_err(crate::db::DbError::from)?;
+        let mailer = crate::alerts::mail::Mailer::new(&config.email, &config.data_dir)
+            .map_err(StartError::Setup)?;
+        handlers.insert(
+            crate::alerts::DELIVER_JOB,
+            Arc::new(crate::alerts::deliver::Deliver {
+                mailer,
+                from: config.email.from.clone(),
+                public_url: public_url.clone(),
+                ente_name: config.ente.name.clone(),
+                templates: state.templates.clone(),
+                catalogue: state.catalogue.clone(),
+                config: config.alerts.clone(),
+            }),
+        );
+        handlers.insert(
+            crate::alerts::sweep::SWEEP_JOB,
+            Arc::new(crate::alerts::sweep::Sweep {
+                catalogue: state.catalogue.clone(),
+                config: config.alerts.clone(),
+            }),
+        );
+        crate::alerts::sweep::schedule_sweep(&db, clock.now_ms(), 60_000)
             .await
             .map_err(crate::db::DbError::from)?;
         let workers = Worker {

@@ -375,3 +375,91 @@ impl TestApp {
         }
     }
 }
+
+/// A real SMTP server (aiosmtpd, installed by `.ci/setup --tests`) on loopback, keeping what it
+/// receives in a maildir.
+pub struct SmtpServer {
+    pub port: u16,
+    child: std::process::Child,
+    dir: tempfile::TempDir,
+}
+
+/// A free port on loopback.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+impl SmtpServer {
+    pub async fn start(port: u16) -> SmtpServer {
+        let dir = tempfile::tempdir().expect("maildir");
+        let mut child = std::process::Command::new("/usr/bin/python3")
+            .args(["-m", "aiosmtpd", "-n", "-l"])
+            .arg(format!("127.0.0.1:{port}"))
+            .args(["-c", "aiosmtpd.handlers.Mailbox"])
+            .arg(dir.path().join("maildir"))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("aiosmtpd (python3-aiosmtpd, installed by .ci/setup --tests)");
+        for _ in 0..100 {
+            if tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .is_ok()
+            {
+                return SmtpServer { port, child, dir };
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("aiosmtpd did not start on port {port}");
+    }
+
+    pub fn url(&self) -> String {
+        format!("smtp://127.0.0.1:{}", self.port)
+    }
+
+    /// Every message received so far, raw.
+    pub fn messages(&self) -> Vec<Vec<u8>> {
+        let new = self.dir.path().join("maildir").join("new");
+        let mut files: Vec<_> = std::fs::read_dir(new)
+            .map(|d| d.filter_map(|e| e.ok().map(|e| e.path())).collect())
+            .unwrap_or_default();
+        files.sort();
+        files.iter().filter_map(|f| std::fs::read(f).ok()).collect()
+    }
+
+    /// Waits (up to 20 s, for the job runner) until `count` messages match `wanted`; returns them.
+    pub async fn wait_for(
+        &self,
+        count: usize,
+        wanted: impl Fn(&mail_parser::Message<'_>) -> bool,
+    ) -> Vec<Vec<u8>> {
+        for _ in 0..400 {
+            let found: Vec<Vec<u8>> = self
+                .messages()
+                .into_iter()
+                .filter(|raw| {
+                    mail_parser::MessageParser::default()
+                        .parse(raw)
+                        .is_some_and(|m| wanted(&m))
+                })
+                .collect();
+            if found.len() >= count {
+                return found;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        panic!("no e-mail as expected arrived within 20 s");
+    }
+}
+
+impl Drop for SmtpServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -131,34 +131,14 @@ async fn receipt(
     id: web::Path<String>,
 ) -> Result<HttpResponse, AppError> {
     let (_, app, _) = owned(&state, &req, &principal, &id).await?;
-    let (Some(snapshot), Some(code)) = (&app.snapshot, &app.verification_code) else {
-        return Err(AppError::NotFound);
-    };
-    let text = app.snapshot_text.as_deref().ok_or(AppError::NotFound)?;
-    let pdf = super::receipt::render(
-        snapshot,
-        code,
-        &verify_url(&state, code),
-        &store::fingerprint(text),
-    )
-    .map_err(|e| AppError::Internal(e.to_string()))?;
+    let (pdf, filename) = super::receipt::for_application(&app, &state.public_url)?;
     Ok(HttpResponse::Ok()
         .content_type("application/pdf")
         .insert_header((
             "Content-Disposition",
-            format!(
-                "attachment; filename=\"ricevuta-{}.pdf\"",
-                snapshot.numero.replace('/', "-")
-            ),
+            format!("attachment; filename=\"{filename}\""),
         ))
         .body(pdf))
-}
-
-fn verify_url(state: &AppState, code: &str) -> String {
-    format!(
-        "{}/verifica-ricevuta?codice={code}",
-        state.public_url.trim_end_matches('/')
-    )
 }
 
 #[get("/domande/{id}/ritira")]

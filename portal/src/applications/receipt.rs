@@ -162,6 +162,30 @@ impl Writer {
     }
 }
 
+/// The PDF receipt of a sent application and its file name; `public_url` is the portal's address
+/// (the QR code leads to its verification page).
+pub fn for_application(
+    app: &super::store::Application,
+    public_url: &str,
+) -> Result<(Vec<u8>, String), crate::web::error::AppError> {
+    use crate::web::error::AppError;
+    let (Some(snapshot), Some(code), Some(text)) =
+        (&app.snapshot, &app.verification_code, &app.snapshot_text)
+    else {
+        return Err(AppError::NotFound);
+    };
+    let verify = format!(
+        "{}/verifica-ricevuta?codice={code}",
+        public_url.trim_end_matches('/')
+    );
+    let pdf = render(snapshot, code, &verify, &super::store::fingerprint(text))
+        .map_err(|e| AppError::Internal(e.to_string()))?;
+    Ok((
+        pdf,
+        format!("ricevuta-{}.pdf", snapshot.numero.replace('/', "-")),
+    ))
+}
+
 /// The receipt for `snapshot`; `verify_url` is the public address the QR code leads to,
 /// `fingerprint` the SHA-256 of the stored snapshot.
 pub fn render(

@@ -194,6 +194,44 @@ impl<'a> Change<'a> {
     }
 }
 
+/// What the citizen is told of a change they did not make themselves.
+fn alert_for(
+    id: &str,
+    cf: &str,
+    change: &Change<'_>,
+    now_ms: i64,
+    today: Date,
+) -> Option<crate::alerts::Alert> {
+    use crate::alerts::{Alert, Kind};
+    if change.actor == Actor::Cittadino {
+        return None;
+    }
+    Some(match change.to {
+        Status::InAttesaDiIntegrazioni => {
+            let deadline = change.request.map(|(_, d)| d)?;
+            Alert::new(
+                Kind::Integrazioni,
+                cf,
+                id,
+                format!("integrazioni:{id}:{deadline}"),
+            )
+        }
+        Status::PreavvisoDiRigetto => {
+            // Ten days to answer (L. 241/1990, art. 10-bis).
+            let term = today + time::Duration::days(10);
+            Alert::new(Kind::Preavviso, cf, id, format!("preavviso:{id}:{now_ms}"))
+                .with(serde_json::json!({ "term": term.to_string() }))
+        }
+        to => Alert::new(
+            Kind::Stato,
+            cf,
+            id,
+            format!("stato:{id}:{}:{now_ms}", to.as_str()),
+        )
+        .with(serde_json::json!({ "to": to.as_str() })),
+    })
+}
+
 /// Applies `change` to the pratica `id`, if the model allows it from its current status.
 /// Returns the status it came from.
 pub async fn transition(
@@ -236,22 +274,22 @@ pub async fn transition(
     let mut tx = db.pool.begin().await?;
     // The write comes first, so SQLite takes its lock at once; the status check makes a concurrent
     // change lose cleanly instead of overwriting.
-    let updated = sqlx::query(
+    let applicant: Option<String> = sqlx::query_scalar(
         "UPDATE applications SET status = $1, updated_at = $2, \
          protocollo = COALESCE($3, protocollo), \
          taken_in_charge_at = CASE WHEN $1 = 'presa_in_carico' AND taken_in_charge_at IS NULL THEN $2 ELSE taken_in_charge_at END \
-         WHERE id = $4 AND status = $5",
+         WHERE id = $4 AND status = $5 RETURNING applicant_cf",
     )
     .bind(change.to.as_str())
     .bind(now_ms)
     .bind(protocollo)
     .bind(id)
     .bind(from.as_str())
-    .execute(&mut *tx)
+    .fetch_optional(&mut *tx)
     .await?;
-    if updated.rows_affected() != 1 {
+    let Some(applicant) = applicant else {
         return Err(TransitionError::Conflict);
-    }
+    };
     sqlx::query(
         "INSERT INTO application_history (application_id, from_status, to_status, at, actor_kind, actor_cf, reason) \
          VALUES ($1, $2, $3, $4, $5, $6, $7)",
@@ -300,6 +338,9 @@ pub async fn transition(
             "answer": change.answer,
         });
         crate::csi::outbox(&mut tx, now_ms, "pratica", "pratica.stato", id, &payload).await?;
+    }
+    if let Some(alert) = alert_for(id, &applicant, change, now_ms, today) {
+        crate::alerts::schedule(&mut tx, now_ms, now_ms, &alert).await?;
     }
     tx.commit().await?;
     Ok(from)

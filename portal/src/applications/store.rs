@@ -359,6 +359,13 @@ pub async fn submit(
         "due_date": due.to_string(),
     });
     crate::csi::outbox(&mut tx, now_ms, "pratica", "pratica.inviata", id, &event).await?;
+    let receipt = crate::alerts::Alert::new(
+        crate::alerts::Kind::Ricevuta,
+        s.applicant_cf,
+        id,
+        format!("ricevuta:{id}"),
+    );
+    crate::alerts::schedule(&mut tx, now_ms, now_ms, &receipt).await?;
     tx.commit().await?;
     Ok(Some(Submitted::New(numero)))
 }

@@ -29,7 +29,7 @@ const STEPS: [&str; 6] = [
     "Conferma",
 ];
 
-pub const FULL: &str = "Posto non più disponibile: nel frattempo un'altra persona ha prenotato l'orario che avevi scelto. Scegli un altro orario.";
+const FULL: &str = "Posto non più disponibile: nel frattempo un'altra persona ha prenotato l'orario che avevi scelto. Scegli un altro orario.";
 
 #[derive(Debug, Serialize)]
 struct StepLink {
@@ -57,7 +57,7 @@ fn hold_ms(state: &AppState) -> i64 {
     state.config.appointments.hold_minutes * 60_000
 }
 
-pub fn offer_ms(state: &AppState) -> i64 {
+fn offer_ms(state: &AppState) -> i64 {
     state.config.appointments.offer_hours * 3_600_000
 }
 
@@ -913,6 +913,35 @@ pub fn status_label(status: &str) -> &'static str {
     }
 }
 
+impl AppointmentView {
+    /// `change_until`: the last instant it can be cancelled or moved online.
+    pub fn new(
+        a: &Appointment,
+        office: Option<Office>,
+        topic: Option<String>,
+        change_until: i64,
+        now: i64,
+    ) -> AppointmentView {
+        AppointmentView {
+            id: a.id.clone(),
+            status: a.status.clone(),
+            status_label: status_label(&a.status),
+            day: day_label(time_date(a.starts_at)),
+            time: clock_label(a.starts_at),
+            end: clock_label(a.ends_at),
+            office,
+            topic,
+            reason: a.reason.clone(),
+            email: a.email.clone(),
+            phone: a.phone.clone(),
+            can_change: a.status == "prenotato" && now <= change_until,
+            change_until: date_time(change_until),
+            offered: a.status == "trattenuto" && a.waiting_id.is_some(),
+            answer_by: a.hold_until.map(date_time),
+        }
+    }
+}
+
 async fn view(state: &AppState, a: &Appointment) -> Result<AppointmentView, AppError> {
     let calendar = store::calendar_by_id(&state.db, &a.calendar_id).await?;
     let office = match &calendar {
@@ -920,23 +949,13 @@ async fn view(state: &AppState, a: &Appointment) -> Result<AppointmentView, AppE
         None => None,
     };
     let change_until = a.starts_at - calendar.as_ref().map_or(0, |c| c.cancel_minutes) * 60_000;
-    Ok(AppointmentView {
-        id: a.id.clone(),
-        status: a.status.clone(),
-        status_label: status_label(&a.status),
-        day: day_label(time_date(a.starts_at)),
-        time: clock_label(a.starts_at),
-        end: clock_label(a.ends_at),
+    Ok(AppointmentView::new(
+        a,
         office,
-        topic: topic_title(state, a.topic_id.as_deref()).await?,
-        reason: a.reason.clone(),
-        email: a.email.clone(),
-        phone: a.phone.clone(),
-        can_change: a.status == "prenotato" && state.clock.now_ms() <= change_until,
-        change_until: date_time(change_until),
-        offered: a.status == "trattenuto" && a.waiting_id.is_some(),
-        answer_by: a.hold_until.map(date_time),
-    })
+        topic_title(state, a.topic_id.as_deref()).await?,
+        change_until,
+        state.clock.now_ms(),
+    ))
 }
 
 #[derive(Debug, Serialize)]

@@ -834,6 +834,13 @@ pub async fn confirm(db: &Db, now: i64, id: &str, cf: &str) -> Result<Confirm, s
         &event(&booked, &ente, &office),
     )
     .await?;
+    let alert = crate::alerts::Alert::new(
+        crate::alerts::Kind::Appuntamento,
+        cf,
+        &booked.id,
+        format!("appuntamento:{}", booked.id),
+    );
+    crate::alerts::schedule(&mut tx, now, now, &alert).await?;
     tx.commit().await?;
     Ok(Confirm::Booked)
 }
@@ -1058,6 +1065,13 @@ pub async fn reschedule(
         &payload,
     )
     .await?;
+    let alert = crate::alerts::Alert::new(
+        crate::alerts::Kind::Appuntamento,
+        cf,
+        &new.id,
+        format!("appuntamento:{}", new.id),
+    );
+    crate::alerts::schedule(&mut tx, now, now, &alert).await?;
     tx.commit().await?;
     Ok(Change::Done(new.id))
 }

@@ -127,6 +127,25 @@ async fn page(
         ctx.insert("pratiche", &pratiche);
         ctx.insert("deleted", &req.query_string().contains("eliminata=1"));
     }
+    if section.is_some_and(|s| s.slug == "messaggi") {
+        ctx.insert(
+            "messages",
+            &crate::alerts::inbox::list_for(&state.db, person.cf.as_str()).await?,
+        );
+    }
+    if section.is_some_and(|s| s.slug == "impostazioni") {
+        ctx.insert(
+            "preferences",
+            &crate::alerts::inbox::preferences(&state.db, person.cf.as_str()).await?,
+        );
+        let query = req.query_string();
+        ctx.insert("saved_alerts", &query.contains("avvisi=1"));
+        ctx.insert("email_sent", &query.contains("email=1"));
+    }
+    ctx.insert(
+        "unread",
+        &crate::alerts::inbox::unread(&state.db, person.cf.as_str()).await?,
+    );
     if section.is_some_and(|s| s.slug == "appuntamenti") {
         let (appointments, waiting) =
             crate::appointments::booking::list_for(state, person.cf.as_str()).await?;
