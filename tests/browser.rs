@@ -325,6 +325,16 @@ async fn a_citizen_logs_in_with_chromium_and_every_page_passes_axe() {
         .await
         .unwrap();
     check(&client, "area personale: appuntamenti", &mut violations).await;
+    client
+        .goto(&format!("{}/area-personale/messaggi", app.url))
+        .await
+        .unwrap();
+    check(&client, "area personale: messaggi", &mut violations).await;
+    if let Ok(first) = client.find(Locator::Css("a[href^='/messaggi/']")).await {
+        first.click().await.unwrap();
+        client.wait().for_element(Locator::Css("h1")).await.unwrap();
+        check(&client, "un messaggio", &mut violations).await;
+    }
 
     client
         .goto(&format!("{}/pagina-inesistente", app.url))
@@ -367,6 +377,7 @@ async fn a_citizen_logs_in_with_chromium_and_every_page_passes_axe() {
             "/ufficio/agenda?sede=vv-municipio&vista=settimana",
             "agenda",
         ),
+        ("/amministrazione/avvisi", "avvisi non recapitati"),
     ] {
         client.goto(&format!("{}{path}", app.url)).await.unwrap();
         client.wait().for_element(Locator::Css("h1")).await.unwrap();

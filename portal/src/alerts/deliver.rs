@@ -1,7 +1,8 @@
 //! Delivering a due alert: check it still applies, write the inbox message (once per key), send
 //! the e-mail (unless the person opted out of the kind or has no address), and schedule the
 //! reminders that follow it. Messages say what happened and link to the portal; the details stay
-//! behind the login.
+//! behind the login, and no message names the service (which can reveal health or income, special
+//! categories under the GDPR): the pratica's number is enough.
 
 use serde::Serialize;
 use sha2::{Digest, Sha256};
@@ -12,7 +13,7 @@ use super::mail::{Email, Mailer};
 use super::{schedule_now, Alert, Kind};
 use crate::applications::catalogue::Catalogue;
 use crate::applications::status::Status;
-use crate::applications::store::{self as applications, Application};
+use crate::applications::store as applications;
 use crate::appointments::calendar::{clock_label, day_label};
 use crate::appointments::store as appointments;
 use crate::config::AlertsConfig;
@@ -70,13 +71,6 @@ impl Deliver {
                 .any(|&closer| closer < days && now >= morning_before(deadline, closer))
     }
 
-    fn service_title(&self, app: &Application) -> String {
-        self.catalogue
-            .get(&app.service_code)
-            .map(|s| s.title.clone())
-            .unwrap_or_else(|| app.service_code.clone())
-    }
-
     fn pratica_link(&self, id: &str) -> Option<String> {
         Some(format!("{}/domande/{id}", self.public_url))
     }
@@ -115,7 +109,6 @@ impl Deliver {
         let Some(app) = applications::get(db, &alert.about).await.map_err(err)? else {
             return Ok(None);
         };
-        let service = self.service_title(&app);
         let numero = app.numero.clone().unwrap_or_default();
         let link = self.pratica_link(&app.id);
         let open = "Apri la pratica".to_string();
@@ -132,10 +125,10 @@ impl Deliver {
                     return Ok(None);
                 }
                 let mut m = message(
-                    format!("Domanda inviata: {service}, pratica {numero}"),
+                    format!("Domanda inviata: pratica {numero}"),
                     vec![
                         format!(
-                            "Abbiamo ricevuto la tua domanda per «{service}» il {}. Il numero di pratica è {numero}.",
+                            "Abbiamo ricevuto la tua domanda il {}. Il numero di pratica è {numero}.",
                             app.submitted_at.map(date_time).unwrap_or_default()
                         ),
                         match app.due_date {
@@ -156,10 +149,8 @@ impl Deliver {
                 let Some(to) = to.filter(|t| *t == app.status) else {
                     return Ok(None);
                 };
-                let mut paragraphs = vec![format!(
-                    "La tua pratica {numero} per «{service}» è ora: {}.",
-                    to.label()
-                )];
+                let mut paragraphs =
+                    vec![format!("La tua pratica {numero} è ora: {}.", to.label())];
                 if let (Status::Protocollata, Some(p)) = (to, &app.protocollo) {
                     paragraphs.push(format!("Numero di protocollo: {p}."));
                 }
@@ -204,7 +195,7 @@ impl Deliver {
                     Some(message(
                         format!("Pratica {numero}: documenti da inviare entro il {}", long_date(deadline)),
                         vec![
-                            format!("Per la tua pratica per «{service}» l'ufficio ti chiede altri documenti o informazioni."),
+                            format!("Per la tua pratica {numero} l'ufficio ti chiede altri documenti o informazioni."),
                             format!("Rispondi dalla pratica entro il {}: leggi la richiesta e allega quanto serve.", long_date(deadline)),
                         ],
                     ))
@@ -221,7 +212,7 @@ impl Deliver {
                             if days == 1 { "manca 1 giorno".to_string() } else { format!("mancano {days} giorni") }
                         ),
                         vec![format!(
-                            "Ricorda di rispondere alla richiesta di documenti per «{service}» entro il {}.",
+                            "Ricorda di rispondere alla richiesta di documenti per la pratica {numero} entro il {}.",
                             long_date(deadline)
                         )],
                     ))
@@ -254,7 +245,7 @@ impl Deliver {
                     Some(message(
                         format!("Pratica {numero}: preavviso di rigetto"),
                         vec![
-                            format!("Prima di decidere sulla tua domanda per «{service}», l'ufficio ti comunica i motivi per cui potrebbe non essere accolta (art. 10-bis della legge 241/1990)."),
+                            format!("Prima di decidere sulla tua domanda (pratica {numero}), l'ufficio ti comunica i motivi per cui potrebbe non essere accolta (art. 10-bis della legge 241/1990)."),
                             format!("Hai tempo fino al {} per presentare osservazioni e documenti dalla pratica.", long_date(term)),
                         ],
                     ))
@@ -266,7 +257,7 @@ impl Deliver {
                     Some(message(
                         format!("Promemoria: osservazioni sulla pratica {numero} entro il {}", long_date(term)),
                         vec![format!(
-                            "Il termine per rispondere al preavviso di rigetto della domanda per «{service}» scade il {}.",
+                            "Il termine per rispondere al preavviso di rigetto della pratica {numero} scade il {}.",
                             long_date(term)
                         )],
                     ))
@@ -283,9 +274,9 @@ impl Deliver {
                     return Ok(None);
                 };
                 Some(message(
-                    format!("La domanda per «{service}» va inviata entro il {}", long_date(closes)),
+                    format!("Una domanda in bozza va inviata entro il {}", long_date(closes)),
                     vec![
-                        format!("Hai una domanda per «{service}» salvata in bozza e non ancora inviata."),
+                        "Hai una domanda salvata in bozza e non ancora inviata.".into(),
                         format!("Le domande si presentano fino al {}: dopo non sarà più possibile inviarla.", long_date(closes)),
                     ],
                 ))
@@ -298,7 +289,7 @@ impl Deliver {
                 Some(message(
                     format!("Pratica {numero}: l'ISEE scade il 31 dicembre {year}"),
                     vec![
-                        format!("L'ISEE indicato nella domanda per «{service}» vale fino al 31 dicembre {year}."),
+                        format!("L'ISEE indicato nella domanda (pratica {numero}) vale fino al 31 dicembre {year}."),
                         "Per non perdere il beneficio, presenta la nuova DSU all'inizio del nuovo anno e comunicala dalla pratica.".into(),
                     ],
                 ))
@@ -310,7 +301,7 @@ impl Deliver {
                 Some(Message {
                     subject: format!("Pratica {numero}: termine per l'esito il {}", long_date(due)),
                     paragraphs: vec![format!(
-                        "La pratica {numero} ({service}) è nello stato «{}» e il termine per concluderla scade il {} (legge 241/1990).",
+                        "La pratica {numero} è nello stato «{}» e il termine per concluderla scade il {} (legge 241/1990).",
                         app.status.label(),
                         long_date(due)
                     )],
