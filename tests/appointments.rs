@@ -20,16 +20,16 @@ const MINUTE: i64 = 60_000;
 /// A citizen with a session made directly in the database (many citizens at once; the login
 /// itself is tested elsewhere).
 #[derive(Clone)]
-struct Citizen {
+pub(crate) struct Citizen {
     base: String,
     client: reqwest::Client,
     cookie: String,
     csrf: String,
-    cf: String,
+    pub(crate) cf: String,
 }
 
 impl Citizen {
-    async fn new(app: &TestApp, i: usize) -> Citizen {
+    pub(crate) async fn new(app: &TestApp, i: usize) -> Citizen {
         let cf = CodiceFiscale::synthetic(i).expect("a valid codice fiscale");
         let person = Person {
             cf: cf.clone(),
@@ -57,7 +57,7 @@ impl Citizen {
     }
 
     /// A member of staff of `ente` with `role`, signed in the same way.
-    async fn staff(app: &TestApp, i: usize, ente: &str, role: Role) -> Citizen {
+    pub(crate) async fn staff(app: &TestApp, i: usize, ente: &str, role: Role) -> Citizen {
         let mut c = Citizen::new(app, i).await;
         let person = Person {
             cf: CodiceFiscale::parse(&c.cf).expect("codice fiscale"),
@@ -86,7 +86,7 @@ impl Citizen {
         c
     }
 
-    async fn get(&self, path: &str) -> reqwest::Response {
+    pub(crate) async fn get(&self, path: &str) -> reqwest::Response {
         self.client
             .get(format!("{}{path}", self.base))
             .header("Cookie", &self.cookie)
@@ -95,11 +95,11 @@ impl Citizen {
             .expect("GET")
     }
 
-    async fn text(&self, path: &str) -> String {
+    pub(crate) async fn text(&self, path: &str) -> String {
         self.get(path).await.text().await.expect("body")
     }
 
-    async fn post(&self, path: &str, form: &[(&str, &str)]) -> reqwest::Response {
+    pub(crate) async fn post(&self, path: &str, form: &[(&str, &str)]) -> reqwest::Response {
         self.client
             .post(format!("{}{path}", self.base))
             .header("Cookie", &self.cookie)

@@ -18,3 +18,4 @@ mod pages;
 mod profile;
 mod security;
 mod staff;
+mod triage;

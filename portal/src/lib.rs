@@ -17,4 +17,5 @@ pub mod pages;
 pub mod server;
 pub mod staff;
 pub mod telemetry;
+pub mod triage;
 pub mod web;

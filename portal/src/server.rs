@@ -375,6 +375,7 @@ impl Server {
                 .configure(crate::applications::routes)
                 .configure(crate::appointments::routes)
                 .configure(crate::alerts::inbox::routes)
+                .configure(crate::triage::routes)
                 .configure(crate::staff::routes)
                 .configure(crate::auth::dev_idp::routes)
                 .configure(crate::auth::dev_idp::trust_anchor::routes)

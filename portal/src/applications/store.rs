@@ -32,6 +32,9 @@ pub struct Application {
     pub taken_in_charge_at: Option<i64>,
     pub protocollo: Option<String>,
     pub rating: Option<i64>,
+    /// Triage: the operator it is assigned to, the area of need it was classified in.
+    pub assigned_to: Option<String>,
+    pub need_area: Option<String>,
     pub created_at: i64,
     pub updated_at: i64,
 }
@@ -76,7 +79,7 @@ pub struct SnapshotAttachment {
 
 const COLUMNS: &str = "id, ente_code, service_code, form_version, applicant_cf, status, answers, \
     current_step, numero, submitted_at, snapshot, verification_code, due_date, taken_in_charge_at, \
-    protocollo, rating, created_at, updated_at";
+    protocollo, rating, assigned_to, need_area, created_at, updated_at";
 
 fn from_row(row: &AnyRow) -> Result<Application, sqlx::Error> {
     let decode = |column: &str, e: serde_json::Error| sqlx::Error::ColumnDecode {
@@ -112,6 +115,8 @@ fn from_row(row: &AnyRow) -> Result<Application, sqlx::Error> {
         taken_in_charge_at: row.try_get("taken_in_charge_at")?,
         protocollo: row.try_get("protocollo")?,
         rating: row.try_get("rating")?,
+        assigned_to: row.try_get("assigned_to")?,
+        need_area: row.try_get("need_area")?,
         created_at: row.try_get("created_at")?,
         updated_at: row.try_get("updated_at")?,
     })

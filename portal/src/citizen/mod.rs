@@ -158,6 +158,16 @@ async fn page(
     ctx.insert("section", &section);
     ctx.insert("is_staff", &matches!(principal, Principal::Staff { .. }));
     ctx.insert(
+        "is_coordinator",
+        &[
+            crate::auth::Role::Coordinatore,
+            crate::auth::Role::Amministratore,
+            crate::auth::Role::Revisore,
+        ]
+        .iter()
+        .any(|r| !principal.enti_with(*r).is_empty()),
+    );
+    ctx.insert(
         "is_admin",
         &!principal
             .enti_with(crate::auth::Role::Amministratore)

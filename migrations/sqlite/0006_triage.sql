@@ -1,0 +1,17 @@
+-- Front-office triage: who a pratica is assigned to, the area of need it was classified in, and the
+-- staff's own log of a pratica (assignments, classification, forwarding to the CSI, internal notes),
+-- never shown to the citizen. Keep in step with ../postgres/0006_triage.sql.
+
+ALTER TABLE applications ADD COLUMN assigned_to TEXT;
+ALTER TABLE applications ADD COLUMN need_area TEXT;
+CREATE INDEX applications_queue ON applications (ente_code, status, due_date);
+
+CREATE TABLE staff_log (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    application_id TEXT NOT NULL REFERENCES applications(id),
+    at BIGINT NOT NULL,
+    actor_cf TEXT NOT NULL,
+    action TEXT NOT NULL CHECK (action IN ('assegnazione', 'classificazione', 'inoltro', 'nota')),
+    text TEXT NOT NULL
+);
+CREATE INDEX staff_log_application ON staff_log (application_id, id);
