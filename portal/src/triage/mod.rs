@@ -88,29 +88,27 @@ pub async fn audit_reads(
     Ok(())
 }
 
-/// Checks and audits a change of `cf`'s pratica by the principal (auditors may not change).
+/// Checks and audits a change of the pratica `app` by the principal (auditors may not change).
 pub async fn authorize_change(
-    db: &Db,
-    now: i64,
+    state: &crate::server::AppState,
     req: &HttpRequest,
     principal: &Principal,
-    cf: &str,
-    object: &str,
-    ente: &str,
+    app: &crate::applications::store::Application,
     purpose: &str,
 ) -> Result<(), AppError> {
-    let subject = CodiceFiscale::parse(cf).map_err(|_| AppError::NotFound)?;
+    let subject = CodiceFiscale::parse(&app.applicant_cf).map_err(|_| AppError::NotFound)?;
+    let object = format!("pratica:{}", app.numero.as_deref().unwrap_or_default());
     let request_id = req.extensions().get::<RequestId>().map(|r| r.0.clone());
     access::authorize(
-        db,
-        now,
+        &state.db,
+        state.clock.now_ms(),
         principal,
         &Access {
             subject: &subject,
             action: Action::Change,
-            object,
+            object: &object,
             purpose,
-            ente: Some(ente),
+            ente: Some(&app.ente_code),
         },
         request_id.as_deref(),
     )

@@ -54,7 +54,8 @@ async fn name_of(state: &AppState, cf: &str) -> Result<String, AppError> {
 /// The status history and the staff log, merged, oldest first; `since` keeps only what came after.
 async fn log(state: &AppState, id: &str, since: i64) -> Result<Vec<LogLine>, AppError> {
     let mut lines = Vec::new();
-    let history: Vec<(i64, String, String, Option<String>, Option<String>)> = sqlx::query_as(
+    type HistoryRow = (i64, String, String, Option<String>, Option<String>);
+    let history: Vec<HistoryRow> = sqlx::query_as(
         "SELECT at, to_status, actor_kind, actor_cf, reason FROM application_history WHERE application_id = $1 AND at > $2 ORDER BY id",
     )
     .bind(id)
@@ -381,15 +382,11 @@ async fn act(
         .person()
         .map(|p| p.cf.to_string())
         .unwrap_or_default();
-    let numero = app.numero.clone().unwrap_or_default();
     authorize_change(
-        &state.db,
-        state.clock.now_ms(),
+        &state,
         &req,
         &principal,
-        &app.applicant_cf,
-        &format!("pratica:{numero}"),
-        &app.ente_code,
+        &app,
         &format!("lavorazione: {}", form.azione),
     )
     .await?;
