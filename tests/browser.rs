@@ -366,6 +366,18 @@ async fn a_citizen_logs_in_with_chromium_and_every_page_passes_axe() {
         .await
         .unwrap();
     check(&client, "gestione operatori", &mut violations).await;
+    // A sent pratica for the desk's pages.
+    let draft = crate::applications::ready_draft(&app, "BNCGLI85D52F205W").await;
+    let answers = portal::applications::form::Answers::new();
+    portal::applications::store::submit(
+        app.db(),
+        portal::clock::Clock::now_ms(&app.clock),
+        &draft,
+        &crate::applications::submission("BNCGLI85D52F205W", "valleverde", &answers),
+    )
+    .await
+    .unwrap();
+    let pratica = format!("/ufficio/pratiche/{draft}");
     for (path, page) in [
         ("/amministrazione/sedi", "sedi e calendari"),
         ("/amministrazione/sedi/vv-municipio", "una sede"),
@@ -378,6 +390,9 @@ async fn a_citizen_logs_in_with_chromium_and_every_page_passes_axe() {
             "agenda",
         ),
         ("/amministrazione/avvisi", "avvisi non recapitati"),
+        ("/ufficio/pratiche", "pratiche da lavorare"),
+        ("/ufficio/riepilogo", "riepilogo"),
+        (pratica.as_str(), "una pratica allo sportello"),
     ] {
         client.goto(&format!("{}{path}", app.url)).await.unwrap();
         client.wait().for_element(Locator::Css("h1")).await.unwrap();

@@ -4,7 +4,10 @@
 
 ALTER TABLE applications ADD COLUMN assigned_to TEXT;
 ALTER TABLE applications ADD COLUMN need_area TEXT;
+-- The queue: counts by ente and status; pages by due date or by date sent.
 CREATE INDEX applications_queue ON applications (ente_code, status, due_date);
+CREATE INDEX applications_queue_due ON applications (ente_code, due_date, id);
+CREATE INDEX applications_queue_sent ON applications (ente_code, submitted_at, id);
 
 CREATE TABLE staff_log (
     id INTEGER PRIMARY KEY AUTOINCREMENT,

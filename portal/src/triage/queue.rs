@@ -195,9 +195,9 @@ pub async fn page(
     let today = rome_date(now);
     let (condition, texts, numbers) = condition(filters, enti, me, today, now);
     let order = match nonempty(&filters.ordine) {
-        Some("recenti") => "a.submitted_at DESC, a.id",
-        Some("meno_recenti") => "a.submitted_at ASC, a.id",
-        _ => "a.due_date ASC, a.submitted_at ASC, a.id",
+        Some("recenti") => "a.submitted_at DESC, a.id DESC",
+        Some("meno_recenti") => "a.submitted_at ASC, a.id ASC",
+        _ => "a.due_date ASC, a.id ASC",
     };
     let offset = (page_number(filters) - 1) * PAGE_SIZE;
     let count_sql = format!("SELECT COUNT(*) FROM applications a WHERE {condition}");
