@@ -413,3 +413,85 @@ async fn two_operators_on_the_same_pratica_never_overwrite_each_other() {
     );
     app.stop().await;
 }
+
+#[tokio::test]
+async fn a_citizen_writes_about_a_pratica_and_the_office_answers() {
+    let app = spawn_app().await;
+    app.clock.set_ms(NOV_23_2026);
+    let citizen = Citizen::new(&app, 7).await;
+    person(&app, &citizen.cf, "Carla", "Bruni").await;
+    let (id, _) = sent(&app, &citizen.cf, "valleverde").await;
+    let page = format!("/domande/{id}");
+
+    let empty = citizen
+        .post(&format!("{page}/messaggi"), &[("testo", "  ")])
+        .await;
+    assert_eq!(empty.status(), StatusCode::BAD_REQUEST);
+    assert!(empty
+        .text()
+        .await
+        .unwrap_or_default()
+        .contains("Scrivi il messaggio."));
+    let r = citizen
+        .post(
+            &format!("{page}/messaggi"),
+            &[("testo", "Quando posso chiamarvi?")],
+        )
+        .await;
+    assert_eq!(location(&r), format!("{page}?messaggio=1#messaggi"));
+    let mine = citizen.text(&format!("{page}?messaggio=1")).await;
+    assert!(mine.contains("Messaggio inviato") && mine.contains("Quando posso chiamarvi?"));
+    let stranger = Citizen::new(&app, 8).await;
+    let r = stranger
+        .post(&format!("{page}/messaggi"), &[("testo", "Ciao")])
+        .await;
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+
+    // The desk puts it in evidence until it is answered.
+    let operator = Citizen::staff(&app, 1, "valleverde", Role::Operatore).await;
+    assert!(operator
+        .text("/ufficio/pratiche")
+        .await
+        .contains("Messaggio del cittadino"));
+    assert!(operator
+        .text("/ufficio/pratiche?messaggi=si")
+        .await
+        .contains("1 pratica"));
+    let v = version(&operator, &id).await;
+    let r = operator
+        .post(
+            &format!("/ufficio/pratiche/{id}"),
+            &[
+                ("versione", &v),
+                ("azione", "rispondi"),
+                ("testo", "La chiamiamo domani mattina."),
+            ],
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    assert!(operator
+        .text("/ufficio/pratiche?messaggi=si")
+        .await
+        .contains("0 pratiche"));
+    let mine = citizen.text(&page).await;
+    assert!(mine.contains("La chiamiamo domani mattina."));
+    assert_eq!(
+        count(&app, "SELECT COUNT(*) FROM outbox WHERE aggregate_id = $1 AND event_type IN ('pratica.messaggio', 'pratica.risposta')", &id).await,
+        2
+    );
+    let mut told = 0;
+    for _ in 0..200 {
+        told = count(
+            &app,
+            "SELECT COUNT(*) FROM messages WHERE cf = $1 AND kind = 'risposta'",
+            &citizen.cf,
+        )
+        .await;
+        if told == 1 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(told, 1, "the citizen is told the office wrote");
+    app.stop().await;
+}

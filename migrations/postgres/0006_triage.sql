@@ -1,6 +1,6 @@
--- Front-office triage: who a pratica is assigned to, the area of need it was classified in, and the
+-- Front-office triage: who a pratica is assigned to, the area of need it was classified in, the
 -- staff's own log of a pratica (assignments, classification, forwarding to the CSI, internal notes),
--- never shown to the citizen. Keep in step with ../sqlite/0006_triage.sql.
+-- never shown to the citizen, and the messages between the citizen and the office about a pratica. Keep in step with ../sqlite/0006_triage.sql.
 
 ALTER TABLE applications ADD COLUMN assigned_to TEXT;
 ALTER TABLE applications ADD COLUMN need_area TEXT;
@@ -18,3 +18,14 @@ CREATE TABLE staff_log (
     text TEXT NOT NULL
 );
 CREATE INDEX staff_log_application ON staff_log (application_id, id);
+
+CREATE TABLE pratica_messages (
+    id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    application_id TEXT NOT NULL REFERENCES applications(id),
+    at BIGINT NOT NULL,
+    author_cf TEXT NOT NULL,
+    from_office SMALLINT NOT NULL,        -- 1: the office wrote it; 0: the citizen
+    text TEXT NOT NULL,
+    handled_at BIGINT                     -- a citizen's message: when the office answered it
+);
+CREATE INDEX pratica_messages_application ON pratica_messages (application_id, id);

@@ -165,6 +165,10 @@ impl Deliver {
                     paragraphs,
                 ))
             }
+            Kind::Risposta => Some(message(
+                format!("Pratica {numero}: l'ufficio ti ha scritto"),
+                vec!["L'ufficio ha risposto al tuo messaggio sulla pratica: leggilo nella pratica, dove puoi anche rispondere.".into()],
+            )),
             Kind::Integrazioni | Kind::ScadenzaIntegrazioni => {
                 if app.status != Status::InAttesaDiIntegrazioni {
                     return Ok(None);

@@ -24,6 +24,7 @@ pub const DELIVER_JOB: &str = "alerts.deliver";
 pub enum Kind {
     Ricevuta,
     Stato,
+    Risposta,
     Integrazioni,
     ScadenzaIntegrazioni,
     Preavviso,
@@ -37,9 +38,10 @@ pub enum Kind {
 }
 
 /// The kinds a citizen can choose to receive by e-mail or not (the inbox always gets them).
-pub const CHOOSABLE: [Kind; 10] = [
+pub const CHOOSABLE: [Kind; 11] = [
     Kind::Ricevuta,
     Kind::Stato,
+    Kind::Risposta,
     Kind::Integrazioni,
     Kind::ScadenzaIntegrazioni,
     Kind::Preavviso,
@@ -55,6 +57,7 @@ impl Kind {
         match self {
             Kind::Ricevuta => "ricevuta",
             Kind::Stato => "stato",
+            Kind::Risposta => "risposta",
             Kind::Integrazioni => "integrazioni",
             Kind::ScadenzaIntegrazioni => "scadenza_integrazioni",
             Kind::Preavviso => "preavviso",
@@ -80,6 +83,7 @@ impl Kind {
         match self {
             Kind::Ricevuta => "Ricevuta di una domanda inviata",
             Kind::Stato => "Cambi di stato delle pratiche",
+            Kind::Risposta => "Messaggi dell'ufficio sulle pratiche",
             Kind::Integrazioni => "Richieste di documenti",
             Kind::ScadenzaIntegrazioni => "Promemoria delle scadenze per i documenti",
             Kind::Preavviso => "Preavviso di rigetto",

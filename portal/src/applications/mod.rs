@@ -3,6 +3,7 @@
 //! page of a sent application with its PDF receipt (`pratica`, `receipt`).
 
 pub mod catalogue;
+pub mod conversation;
 pub mod flow;
 pub mod form;
 pub mod pratica;

@@ -72,6 +72,7 @@ struct PraticaQuery {
     ritirata: Option<String>,
     risposta: Option<String>,
     valutazione: Option<String>,
+    messaggio: Option<String>,
 }
 
 /// The page of a sent application (`/domande/{id}` once it is no longer a draft).
@@ -120,6 +121,11 @@ pub(super) async fn page(
     ctx.insert("just_answered", &flag(|q| q.risposta.is_some()));
     ctx.insert("just_rated", &flag(|q| q.valutazione.is_some()));
     ctx.insert("verification_code", &app.verification_code);
+    ctx.insert(
+        "conversation",
+        &super::conversation::list(&state.db, &app.id).await?,
+    );
+    ctx.insert("just_written", &flag(|q| q.messaggio.is_some()));
     render(state, req, "applications/pratica.html", ctx)
 }
 
@@ -300,6 +306,43 @@ async fn answer(
 }
 
 #[derive(Debug, Deserialize)]
+struct MessageForm {
+    #[serde(default)]
+    testo: String,
+}
+
+#[post("/domande/{id}/messaggi")]
+async fn write_to_office(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    principal: Principal,
+    id: web::Path<String>,
+    form: web::Form<MessageForm>,
+) -> Result<HttpResponse, AppError> {
+    let (person, app, _) = owned(&state, &req, &principal, &id).await?;
+    if app.numero.is_none() {
+        return Err(AppError::NotFound);
+    }
+    let text = super::conversation::checked(&form.testo)
+        .map_err(|m| AppError::BadRequest(m.to_string()))?;
+    let mut tx = state.db.pool.begin().await?;
+    super::conversation::write(
+        &mut tx,
+        state.clock.now_ms(),
+        &app.id,
+        person.cf.as_str(),
+        false,
+        text,
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(see_other(&format!(
+        "/domande/{}?messaggio=1#messaggi",
+        app.id
+    )))
+}
+
+#[derive(Debug, Deserialize)]
 struct RatingForm {
     stelle: Option<String>,
     dettaglio: Option<String>,
@@ -446,5 +489,6 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .service(answer_page)
         .service(answer)
         .service(rate)
+        .service(write_to_office)
         .service(verify);
 }

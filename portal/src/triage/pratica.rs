@@ -214,6 +214,10 @@ async fn page(
     ctx.insert("requests", &requests);
     ctx.insert("log", &log(state, &app.id, 0).await?);
     ctx.insert("others", &others);
+    ctx.insert(
+        "conversation",
+        &crate::applications::conversation::list(&state.db, &app.id).await?,
+    );
     ctx.insert("appointments", &appointments);
     ctx.insert("operators", &operators);
     ctx.insert("areas", &AREAS);
@@ -280,6 +284,8 @@ struct ActionForm {
     esito: String,
     #[serde(default)]
     nota: String,
+    #[serde(default)]
+    testo: String,
 }
 
 enum Outcome {
@@ -516,6 +522,39 @@ async fn act(
                 )
                 .await?
             }
+            "rispondi" => match crate::applications::conversation::checked(&form.testo) {
+                Err(message) => Outcome::Invalid(message.into()),
+                Ok(text) => {
+                    let mut tx = state.db.pool.begin().await?;
+                    let claimed = sqlx::query(
+                        "UPDATE applications SET updated_at = $1 WHERE id = $2 AND updated_at = $3",
+                    )
+                    .bind(now)
+                    .bind(&app.id)
+                    .bind(version)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
+                    if claimed == 1 {
+                        crate::applications::conversation::write(
+                            &mut tx, now, &app.id, &actor, true, text,
+                        )
+                        .await?;
+                        let alert = crate::alerts::Alert::new(
+                            crate::alerts::Kind::Risposta,
+                            &app.applicant_cf,
+                            &app.id,
+                            format!("risposta:{}:{now}", app.id),
+                        );
+                        crate::alerts::schedule(&mut tx, now, now, &alert).await?;
+                        tx.commit().await?;
+                        Outcome::Done
+                    } else {
+                        tx.rollback().await?;
+                        Outcome::Changed
+                    }
+                }
+            },
             "nota" => {
                 let note = form.nota.trim();
                 if note.is_empty() || note.chars().count() > 4000 {

@@ -19,6 +19,11 @@ use crate::web::templates::render;
 
 pub const PAGE_SIZE: i64 = 50;
 
+/// A citizen's message about the pratica waits for an answer.
+const UNANSWERED: &str =
+    " AND EXISTS (SELECT 1 FROM pratica_messages m WHERE m.application_id = a.id \
+    AND m.from_office = 0 AND m.handled_at IS NULL)";
+
 #[derive(Debug, Default, Deserialize, Serialize)]
 pub struct Filters {
     pub ente: Option<String>,
@@ -32,6 +37,8 @@ pub struct Filters {
     pub giorni_da_invio: Option<String>,
     /// At most this many days left on the legal term (0: due today, or overdue).
     pub giorni_al_termine: Option<String>,
+    /// `si`: only pratiche with a citizen's message not yet answered.
+    pub messaggi: Option<String>,
     /// `scadenza` (default), `recenti`, `meno_recenti`.
     pub ordine: Option<String>,
     pub pagina: Option<String>,
@@ -77,6 +84,7 @@ type Row = (
     String,
     Option<String>,
     Option<String>,
+    i64,
 );
 
 fn nonempty(v: &Option<String>) -> Option<&str> {
@@ -168,6 +176,9 @@ fn condition(
             &mut text_values,
         );
     }
+    if nonempty(&filters.messaggi) == Some("si") {
+        sql.push_str(UNANSWERED);
+    }
     let mut numbers = Vec::new();
     if let Some(days) = number(&filters.giorni_da_invio) {
         numbers.push(now - days * 86_400_000);
@@ -211,7 +222,8 @@ pub async fn page(
     let total = count.fetch_one(&state.db.pool).await?;
     let sql = format!(
         "SELECT a.id, a.numero, a.ente_code, a.service_code, a.status, a.submitted_at, a.due_date, \
-         a.assigned_to, a.need_area, a.applicant_cf, p.given_name, p.family_name \
+         a.assigned_to, a.need_area, a.applicant_cf, p.given_name, p.family_name, \
+         (SELECT COUNT(*) FROM pratica_messages m WHERE m.application_id = a.id AND m.from_office = 0 AND m.handled_at IS NULL) \
          FROM applications a LEFT JOIN people p ON p.cf = a.applicant_cf \
          WHERE {condition} ORDER BY {order} LIMIT {PAGE_SIZE} OFFSET {offset}"
     );
@@ -240,6 +252,7 @@ pub async fn page(
                 cf,
                 given,
                 family,
+                unanswered,
             )| {
                 let status = Status::parse(&status).unwrap_or(Status::Inviata);
                 let due_date = due
@@ -252,6 +265,7 @@ pub async fn page(
                     _ => "",
                 };
                 let marker = match status {
+                    _ if unanswered > 0 => Some("Messaggio del cittadino"),
                     Status::IntegrazioniRicevute => Some("Risposta del cittadino"),
                     Status::Inviata | Status::Protocollata if assigned.is_none() => Some("Nuova"),
                     _ => None,
@@ -416,6 +430,7 @@ fn serde_urlencoded_query(filters: &Filters) -> String {
         ("area", &filters.area),
         ("operatore", &filters.operatore),
         ("ordine", &filters.ordine),
+        ("messaggi", &filters.messaggi),
         ("giorni_da_invio", &filters.giorni_da_invio),
         ("giorni_al_termine", &filters.giorni_al_termine),
     ];
