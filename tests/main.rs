@@ -12,6 +12,7 @@ mod appointments;
 mod audit;
 mod browser;
 mod cli;
+mod csi;
 mod jobs;
 mod login;
 mod pages;

@@ -56,6 +56,7 @@ pub struct Config {
     pub appointments: AppointmentsConfig,
     pub email: EmailConfig,
     pub alerts: AlertsConfig,
+    pub csi: CsiConfig,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -278,6 +279,25 @@ impl Default for AlertsConfig {
     }
 }
 
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CsiConfig {
+    /// Minutes an access token of a CSI client lasts.
+    pub token_minutes: i64,
+    /// The CSI systems allowed in, each limited to the enti it serves. In development, when none
+    /// is configured, a demo client `csi-demo` (secret `csi-demo-secret`) serves the demo enti.
+    pub clients: Vec<CsiClient>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CsiClient {
+    pub id: String,
+    /// SHA-256 (hex) of the client's secret: the secret itself is never stored.
+    pub secret_sha256: String,
+    pub enti: Vec<String>,
+}
+
 fn ser_opt_secret<S: serde::Serializer>(v: &Option<SecretString>, s: S) -> Result<S::Ok, S::Error> {
     match v {
         Some(secret) => s.serialize_some(secret.expose_secret()),
@@ -305,6 +325,10 @@ impl Default for Config {
             appointments: AppointmentsConfig::default(),
             email: EmailConfig::default(),
             alerts: AlertsConfig::default(),
+            csi: CsiConfig {
+                token_minutes: 60,
+                clients: Vec::new(),
+            },
         }
     }
 }

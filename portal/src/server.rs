@@ -376,6 +376,7 @@ impl Server {
                 .configure(crate::appointments::routes)
                 .configure(crate::alerts::inbox::routes)
                 .configure(crate::triage::routes)
+                .configure(crate::csi::api::routes)
                 .configure(crate::staff::routes)
                 .configure(crate::auth::dev_idp::routes)
                 .configure(crate::auth::dev_idp::trust_anchor::routes)

@@ -49,6 +49,7 @@ pub fn checked(text: &str) -> Result<&str, &'static str> {
 pub async fn write(
     tx: &mut Transaction<'_, Any>,
     now: i64,
+    ente: &str,
     application_id: &str,
     author_cf: &str,
     from_office: bool,
@@ -75,6 +76,7 @@ pub async fn write(
     }
     let payload = serde_json::json!({
         "pratica": application_id,
+        "ente": ente,
         "da": if from_office { "ufficio" } else { "cittadino" },
         "autore": author_cf,
         "testo": text,

@@ -329,6 +329,7 @@ async fn write_to_office(
     super::conversation::write(
         &mut tx,
         state.clock.now_ms(),
+        &app.ente_code,
         &app.id,
         person.cf.as_str(),
         false,

@@ -274,11 +274,11 @@ pub async fn transition(
     let mut tx = db.pool.begin().await?;
     // The write comes first, so SQLite takes its lock at once; the status check makes a concurrent
     // change lose cleanly instead of overwriting.
-    let applicant: Option<String> = sqlx::query_scalar(
+    let applicant: Option<(String, String)> = sqlx::query_as(
         "UPDATE applications SET status = $1, updated_at = $2, \
          protocollo = COALESCE($3, protocollo), \
          taken_in_charge_at = CASE WHEN $1 = 'presa_in_carico' AND taken_in_charge_at IS NULL THEN $2 ELSE taken_in_charge_at END \
-         WHERE id = $4 AND status = $5 RETURNING applicant_cf",
+         WHERE id = $4 AND status = $5 RETURNING applicant_cf, ente_code",
     )
     .bind(change.to.as_str())
     .bind(now_ms)
@@ -287,7 +287,7 @@ pub async fn transition(
     .bind(from.as_str())
     .fetch_optional(&mut *tx)
     .await?;
-    let Some(applicant) = applicant else {
+    let Some((applicant, ente)) = applicant else {
         return Err(TransitionError::Conflict);
     };
     sqlx::query(
@@ -330,6 +330,7 @@ pub async fn transition(
     if change.actor != Actor::Csi {
         let payload = serde_json::json!({
             "pratica": id,
+            "ente": ente,
             "from": from.as_str(),
             "to": change.to.as_str(),
             "at": now_ms,

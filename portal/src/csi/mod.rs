@@ -1,11 +1,17 @@
 //! The hand-off to the back-office case-management system (CSI). Every change the CSI must hear of
-//! writes an outbox row in the same transaction as the change itself; relaying the rows to the
-//! broker (or the HTTP feed) is the work of the CSI issue.
+//! writes an outbox row in the same transaction as the change itself. Without a broker (the
+//! embedded default) the CSI reads them as CloudEvents from an authenticated HTTP feed with a
+//! cursor and acknowledgements, and sends its own events (status, protocol, documents requested,
+//! outcome, a message) to an HTTP endpoint that applies each at most once (`api`, `events`).
+
+pub mod api;
+pub mod events;
 
 use sqlx::{Any, Transaction};
 
 /// Writes one event for the CSI inside `tx`. `aggregate_type` and `aggregate_id` name the record
-/// (`pratica`, `appuntamento`), so that the events of one record are relayed in order.
+/// (`pratica`, `appuntamento`), so that the events of one record are relayed in order; the
+/// payload's `ente` says which CSI may read it.
 pub async fn outbox(
     tx: &mut Transaction<'_, Any>,
     now_ms: i64,
@@ -15,8 +21,8 @@ pub async fn outbox(
     payload: &serde_json::Value,
 ) -> Result<(), sqlx::Error> {
     sqlx::query(
-        "INSERT INTO outbox (event_id, event_type, aggregate_type, aggregate_id, payload, available_at, created_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $6)",
+        "INSERT INTO outbox (event_id, event_type, aggregate_type, aggregate_id, payload, available_at, created_at, ente_code) \
+         VALUES ($1, $2, $3, $4, $5, $6, $6, $7)",
     )
     .bind(uuid::Uuid::new_v4().to_string())
     .bind(event_type)
@@ -24,6 +30,7 @@ pub async fn outbox(
     .bind(aggregate_id)
     .bind(payload.to_string())
     .bind(now_ms)
+    .bind(payload["ente"].as_str())
     .execute(&mut **tx)
     .await?;
     Ok(())

@@ -537,7 +537,13 @@ async fn act(
                     .rows_affected();
                     if claimed == 1 {
                         crate::applications::conversation::write(
-                            &mut tx, now, &app.id, &actor, true, text,
+                            &mut tx,
+                            now,
+                            &app.ente_code,
+                            &app.id,
+                            &actor,
+                            true,
+                            text,
                         )
                         .await?;
                         let alert = crate::alerts::Alert::new(

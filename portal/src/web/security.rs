@@ -22,6 +22,10 @@ const CSRF_EXEMPT: &[&str] = &[
     "/dev-idp/token",
     "/dev-idp/userinfo",
     "/dev-idp/revoke",
+    // The CSI's machine endpoints: bearer tokens, no cookies.
+    "/csi/token",
+    "/csi/eventi",
+    "/csi/eventi/conferma",
 ];
 
 /// Form bodies larger than this are not read for the token (and are refused).
