@@ -35,6 +35,20 @@ enum Command {
     Migrate,
     /// Check the configuration and print it, secrets redacted.
     Config,
+    /// A reference CSI client: reads the event feed, prints each event, takes every new pratica in
+    /// charge, acknowledges; again every few seconds (or once with --una-volta).
+    CsiDemo {
+        /// The portal's address.
+        #[arg(long, default_value = "http://127.0.0.1:8080")]
+        url: String,
+        #[arg(long, default_value = "csi-demo")]
+        client: String,
+        #[arg(long, default_value = "csi-demo-secret")]
+        secret: String,
+        /// One pass, then exit.
+        #[arg(long)]
+        una_volta: bool,
+    },
 }
 
 #[tokio::main]
@@ -57,6 +71,23 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             println!("{config:#?}");
             Ok(())
         }
+        Command::CsiDemo {
+            url,
+            client,
+            secret,
+            una_volta,
+        } => loop {
+            let lines = portal::csi::demo::run_once(&url, &client, &secret)
+                .await
+                .map_err(anyhow::Error::msg)?;
+            for line in lines {
+                println!("{line}");
+            }
+            if una_volta {
+                return Ok(());
+            }
+            tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+        },
         Command::Migrate => {
             let db = portal::server::migrate(&config).await?;
             db.pool.close().await;

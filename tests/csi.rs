@@ -370,3 +370,35 @@ async fn the_csi_s_events_are_applied_once_and_bad_ones_kept_with_their_reason()
     assert_eq!(echoed, 0);
     app.stop().await;
 }
+
+#[tokio::test]
+async fn the_reference_client_takes_new_pratiche_in_charge_once() {
+    let app = app().await;
+    let citizen = Citizen::new(&app, 6).await;
+    let id = sent(&app, &citizen.cf, "valleverde").await;
+    let lines = portal::csi::demo::run_once(&app.url, "cartella-vv", "segreto-vv")
+        .await
+        .expect("a pass");
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("it.sportello.pratica.inviata.v1") && l.contains(&id)),
+        "{lines:?}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("presa in carico: applicato")),
+        "{lines:?}"
+    );
+    assert!(citizen
+        .text(&format!("/domande/{id}"))
+        .await
+        .contains("Presa in carico"));
+    // A second pass finds nothing new: everything was acknowledged.
+    let again = portal::csi::demo::run_once(&app.url, "cartella-vv", "segreto-vv")
+        .await
+        .expect("a pass");
+    assert!(again.is_empty(), "{again:?}");
+    app.stop().await;
+}

@@ -5,6 +5,7 @@
 //! outcome, a message) to an HTTP endpoint that applies each at most once (`api`, `events`).
 
 pub mod api;
+pub mod demo;
 pub mod events;
 
 use sqlx::{Any, Transaction};
