@@ -310,33 +310,40 @@ fn change_for<'a>(kind: &str, data: &'a Value) -> Result<Change<'a>, String> {
     })
 }
 
-#[post("/csi/eventi")]
-async fn incoming(
-    state: web::Data<AppState>,
-    req: HttpRequest,
-    body: web::Json<Value>,
-) -> Result<HttpResponse, AppError> {
-    let client = match client(&state, &req).await? {
-        Ok(c) => c,
-        Err(refused) => return Ok(refused),
-    };
-    let body = body.into_inner();
+/// What became of an event from the CSI.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Applied {
+    Applied,
+    /// The same event id came before: nothing done (`prima`: what happened then).
+    Duplicate(String),
+    /// Refused with its reason, kept in `inbound_events` (the dead letters).
+    Refused(String),
+}
+
+/// Checks an event from the CSI `client` against its schema, the enti the client serves and the
+/// status rules, and applies it at most once. The HTTP endpoint and the broker's consumer share it.
+pub async fn apply(
+    state: &AppState,
+    client: &CsiClient,
+    body: &Value,
+) -> Result<Applied, AppError> {
     let id = body["id"].as_str().unwrap_or_default().to_string();
     let cloud_type = body["type"].as_str().unwrap_or_default().to_string();
-    if let Err(reason) = validate("cloudevent", &body) {
+    if let Err(reason) = validate("cloudevent", body) {
+        let reason = format!("non è un CloudEvent valido: {reason}");
         if !id.is_empty() {
             record(
-                &state,
-                &client,
+                state,
+                client,
                 &id,
                 &cloud_type,
                 "rifiutato",
                 Some(&reason),
-                &body,
+                body,
             )
             .await?;
         }
-        return Ok(refused(&format!("non è un CloudEvent valido: {reason}")));
+        return Ok(Applied::Refused(reason));
     }
     let seen: Option<String> =
         sqlx::query_scalar("SELECT outcome FROM inbound_events WHERE event_id = $1")
@@ -344,7 +351,7 @@ async fn incoming(
             .fetch_optional(&state.db.pool)
             .await?;
     if let Some(outcome) = seen {
-        return Ok(HttpResponse::Ok().json(json!({ "esito": "duplicato", "prima": outcome })));
+        return Ok(Applied::Duplicate(outcome));
     }
     let kind = short_type(&cloud_type)
         .filter(|k| k.starts_with("csi."))
@@ -357,34 +364,34 @@ async fn incoming(
     };
     if let Err(reason) = checked {
         record(
-            &state,
-            &client,
+            state,
+            client,
             &id,
             &cloud_type,
             "rifiutato",
             Some(&reason),
-            &body,
+            body,
         )
         .await?;
-        return Ok(refused(&reason));
+        return Ok(Applied::Refused(reason));
     }
     let pratica = data["pratica"].as_str().unwrap_or_default();
     let app = store::get(&state.db, pratica)
         .await?
         .filter(|a| a.numero.is_some() && client.enti.contains(&a.ente_code));
     let Some(app) = app else {
-        let reason = "pratica sconosciuta per questo ente";
+        let reason = "pratica sconosciuta per questo ente".to_string();
         record(
-            &state,
-            &client,
+            state,
+            client,
             &id,
             &cloud_type,
             "rifiutato",
-            Some(reason),
-            &body,
+            Some(&reason),
+            body,
         )
         .await?;
-        return Ok(refused(reason));
+        return Ok(Applied::Refused(reason));
     };
     let now = state.clock.now_ms();
     if kind == "csi.messaggio" {
@@ -419,22 +426,22 @@ async fn incoming(
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;
-        return Ok(HttpResponse::Ok().json(json!({ "esito": "applicato" })));
+        return Ok(Applied::Applied);
     }
     let change = match change_for(kind, data) {
         Ok(c) => c,
         Err(reason) => {
             record(
-                &state,
-                &client,
+                state,
+                client,
                 &id,
                 &cloud_type,
                 "rifiutato",
                 Some(&reason),
-                &body,
+                body,
             )
             .await?;
-            return Ok(refused(&reason));
+            return Ok(Applied::Refused(reason));
         }
     };
     let result = status::transition(&state.db, now, rome_date(now), &app.id, &change).await;
@@ -460,23 +467,42 @@ async fn incoming(
     };
     match reason {
         None => {
-            record(&state, &client, &id, &cloud_type, "applicato", None, &body).await?;
-            Ok(HttpResponse::Ok().json(json!({ "esito": "applicato" })))
+            record(state, client, &id, &cloud_type, "applicato", None, body).await?;
+            Ok(Applied::Applied)
         }
         Some(reason) => {
             record(
-                &state,
-                &client,
+                state,
+                client,
                 &id,
                 &cloud_type,
                 "rifiutato",
                 Some(&reason),
-                &body,
+                body,
             )
             .await?;
-            Ok(refused(&reason))
+            Ok(Applied::Refused(reason))
         }
     }
+}
+
+#[post("/csi/eventi")]
+async fn incoming(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    body: web::Json<Value>,
+) -> Result<HttpResponse, AppError> {
+    let client = match client(&state, &req).await? {
+        Ok(c) => c,
+        Err(refused) => return Ok(refused),
+    };
+    Ok(match apply(&state, &client, &body).await? {
+        Applied::Applied => HttpResponse::Ok().json(json!({ "esito": "applicato" })),
+        Applied::Duplicate(before) => {
+            HttpResponse::Ok().json(json!({ "esito": "duplicato", "prima": before }))
+        }
+        Applied::Refused(reason) => refused(&reason),
+    })
 }
 
 #[get("/csi/asyncapi.yaml")]
