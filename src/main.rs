@@ -9,6 +9,7 @@ use clap::{Parser, Subcommand};
 use portal::clock::SystemClock;
 use portal::config::Config;
 use portal::server::Server;
+use secrecy::ExposeSecret;
 use tokio::signal::unix::{signal, SignalKind};
 
 /// Sportello: the online desk of municipal social services.
@@ -48,6 +49,10 @@ enum Command {
         /// One pass, then exit.
         #[arg(long)]
         una_volta: bool,
+        /// Through RabbitMQ (`broker.url` and `broker.prefix` of the configuration) instead of
+        /// the HTTP feed.
+        #[arg(long)]
+        broker: bool,
     },
 }
 
@@ -76,10 +81,18 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             client,
             secret,
             una_volta,
+            broker,
         } => loop {
-            let lines = portal::csi::demo::run_once(&url, &client, &secret)
-                .await
-                .map_err(anyhow::Error::msg)?;
+            let lines = if broker {
+                let Some(broker_url) = &config.broker.url else {
+                    anyhow::bail!("--broker: set broker.url (SPORTELLO_BROKER__URL)");
+                };
+                portal::csi::demo::broker_once(broker_url.expose_secret(), &config.broker.prefix)
+                    .await
+            } else {
+                portal::csi::demo::run_once(&url, &client, &secret).await
+            }
+            .map_err(anyhow::Error::msg)?;
             for line in lines {
                 println!("{line}");
             }

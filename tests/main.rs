@@ -10,6 +10,7 @@ mod alerts;
 mod applications;
 mod appointments;
 mod audit;
+mod broker;
 mod browser;
 mod cli;
 mod csi;

@@ -57,6 +57,7 @@ pub struct Config {
     pub email: EmailConfig,
     pub alerts: AlertsConfig,
     pub csi: CsiConfig,
+    pub broker: BrokerConfig,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -298,6 +299,31 @@ pub struct CsiClient {
     pub enti: Vec<String>,
 }
 
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BrokerConfig {
+    /// `amqp://user:password@host:5672/%2f` (or `amqps://`): when set, the outbox is relayed to
+    /// RabbitMQ and the CSI's events are consumed from it, beside the HTTP feed.
+    #[serde(serialize_with = "ser_opt_secret")]
+    pub url: Option<SecretString>,
+    /// The prefix of the exchanges and queues: `<prefix>.eventi` (topic exchange, routing key
+    /// `<ente>.<event>`), `<prefix>.csi` (the CSI's queue), `<prefix>.dal-csi` (the CSI's events
+    /// in), `<prefix>.scartati` (dead letters).
+    pub prefix: String,
+    /// The enti whose events the CSI may send through the broker (default: every ente).
+    pub enti: Vec<String>,
+}
+
+impl Default for BrokerConfig {
+    fn default() -> Self {
+        BrokerConfig {
+            url: None,
+            prefix: "sportello".into(),
+            enti: Vec::new(),
+        }
+    }
+}
+
 fn ser_opt_secret<S: serde::Serializer>(v: &Option<SecretString>, s: S) -> Result<S::Ok, S::Error> {
     match v {
         Some(secret) => s.serialize_some(secret.expose_secret()),
@@ -329,6 +355,7 @@ impl Default for Config {
                 token_minutes: 60,
                 clients: Vec::new(),
             },
+            broker: BrokerConfig::default(),
         }
     }
 }

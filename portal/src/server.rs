@@ -275,6 +275,11 @@ pub struct Server {
     handle: ServerHandle,
     server: tokio::task::JoinHandle<std::io::Result<()>>,
     workers: WorkerHandle,
+    /// The RabbitMQ relay and consumer, when `broker.url` is set, and the switch that stops them.
+    broker: Option<(
+        tokio::sync::watch::Sender<bool>,
+        tokio::task::JoinHandle<()>,
+    )>,
 }
 
 impl Server {
@@ -445,7 +450,10 @@ impl Server {
         }
         .spawn();
 
-        tracing::info!(%addr, public_url = %public_url, mode = ?config.mode, backend = ?db.backend, "Sportello is serving");
+        let (stop_broker, stopped) = tokio::sync::watch::channel(false);
+        let broker = crate::csi::broker::spawn(state.clone(), stopped).map(|h| (stop_broker, h));
+
+        tracing::info!(%addr, public_url = %public_url, mode = ?config.mode, backend = ?db.backend, broker = broker.is_some(), "Sportello is serving");
         Ok(Server {
             addr,
             public_url,
@@ -453,6 +461,7 @@ impl Server {
             handle,
             server,
             workers,
+            broker,
         })
     }
 
@@ -460,6 +469,10 @@ impl Server {
     pub async fn stop(self) {
         self.handle.stop(true).await;
         let _ = self.server.await;
+        if let Some((stop, relay)) = self.broker {
+            let _ = stop.send(true);
+            let _ = relay.await;
+        }
         self.workers.shutdown().await;
         self.db.pool.close().await;
     }

@@ -68,6 +68,61 @@ pub struct Metrics {
     pub jobs: Family<JobLabels, Counter>,
     pub jobs_running: Gauge,
     pub logins: Family<JobLabels, Counter>,
+    pub broker: BrokerMetrics,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OutcomeLabels {
+    pub outcome: String,
+}
+
+/// The hand-off through RabbitMQ: what waits in the outbox, how long commit → confirm takes,
+/// what was relayed or failed, what came back from the CSI.
+#[derive(Debug)]
+pub struct BrokerMetrics {
+    pub connected: Gauge,
+    pub pending: Gauge,
+    pub relayed: Family<OutcomeLabels, Counter>,
+    pub lag: Histogram,
+    pub inbound: Family<OutcomeLabels, Counter>,
+}
+
+impl BrokerMetrics {
+    fn register(registry: &mut Registry) -> BrokerMetrics {
+        let m = BrokerMetrics {
+            connected: Gauge::default(),
+            pending: Gauge::default(),
+            relayed: Family::default(),
+            lag: Histogram::new(exponential_buckets(0.005, 2.0, 14)),
+            inbound: Family::default(),
+        };
+        registry.register(
+            "broker_connected",
+            "1 while the connection to RabbitMQ is up",
+            m.connected.clone(),
+        );
+        registry.register(
+            "outbox_pending",
+            "Outbox events not yet confirmed by the broker",
+            m.pending.clone(),
+        );
+        registry.register(
+            "outbox_relayed",
+            "Outbox events published, by outcome (confirmed, failed)",
+            m.relayed.clone(),
+        );
+        registry.register(
+            "outbox_lag_seconds",
+            "From the commit of an outbox event to the broker's confirm",
+            m.lag.clone(),
+        );
+        registry.register(
+            "csi_inbound",
+            "Events from the CSI through the broker, by outcome",
+            m.inbound.clone(),
+        );
+        m
+    }
 }
 
 impl Metrics {
@@ -105,7 +160,9 @@ impl Metrics {
             "Login attempts, by provider and outcome",
             logins.clone(),
         );
+        let broker = BrokerMetrics::register(&mut registry);
         Metrics {
+            broker,
             registry,
             http_requests,
             http_duration,

@@ -262,6 +262,7 @@ async fn confirm_email(
     .bind(now)
     .execute(&mut *tx)
     .await?;
+    crate::csi::contacts_changed(&mut tx, now, &cf).await?;
     tx.commit().await?;
     outcome(
         &state,

@@ -379,7 +379,8 @@ async fn rate(
     };
     store::rate(
         &state.db,
-        &app.id,
+        state.clock.now_ms(),
+        &app,
         stars,
         &clip(&sent.dettaglio, 100),
         &clip(&sent.commento, 200),

@@ -439,13 +439,16 @@ pub async fn requests(db: &Db, id: &str) -> Result<Vec<DocumentRequest>, sqlx::E
         .collect())
 }
 
+/// Keeps the citizen's rating of the service (once per pratica) and tells the CSI.
 pub async fn rate(
     db: &Db,
-    id: &str,
+    now_ms: i64,
+    app: &Application,
     rating: i64,
     detail: &str,
     comment: &str,
 ) -> Result<bool, sqlx::Error> {
+    let mut tx = db.pool.begin().await?;
     let done = sqlx::query(
         "UPDATE applications SET rating = $1, rating_detail = $2, rating_comment = $3 \
          WHERE id = $4 AND status <> 'bozza' AND rating IS NULL",
@@ -453,10 +456,32 @@ pub async fn rate(
     .bind(rating)
     .bind(detail)
     .bind(comment)
-    .bind(id)
-    .execute(&db.pool)
+    .bind(&app.id)
+    .execute(&mut *tx)
     .await?;
-    Ok(done.rows_affected() == 1)
+    if done.rows_affected() != 1 {
+        return Ok(false);
+    }
+    let event = serde_json::json!({
+        "pratica": app.id,
+        "ente": app.ente_code,
+        "servizio": app.service_code,
+        "stelle": rating,
+        "dettaglio": detail,
+        "commento": comment,
+        "at": now_ms,
+    });
+    crate::csi::outbox(
+        &mut tx,
+        now_ms,
+        "pratica",
+        "servizio.valutazione",
+        &app.id,
+        &event,
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(true)
 }
 
 /// What the public verification page may show of a receipt: nothing personal.

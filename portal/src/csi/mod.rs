@@ -5,6 +5,7 @@
 //! outcome, a message) to an HTTP endpoint that applies each at most once (`api`, `events`).
 
 pub mod api;
+pub mod broker;
 pub mod demo;
 pub mod events;
 
@@ -34,5 +35,36 @@ pub async fn outbox(
     .bind(payload["ente"].as_str())
     .execute(&mut **tx)
     .await?;
+    Ok(())
+}
+
+/// The citizen's contacts changed: one event for each ente that holds a pratica of theirs, so that
+/// its CSI can update the file.
+pub async fn contacts_changed(
+    tx: &mut Transaction<'_, Any>,
+    now_ms: i64,
+    cf: &str,
+) -> Result<(), sqlx::Error> {
+    let (email, phone): (Option<String>, Option<String>) =
+        sqlx::query_as("SELECT email, phone FROM people WHERE cf = $1")
+            .bind(cf)
+            .fetch_one(&mut **tx)
+            .await?;
+    let enti: Vec<String> = sqlx::query_scalar(
+        "SELECT DISTINCT ente_code FROM applications WHERE applicant_cf = $1 AND status <> 'bozza'",
+    )
+    .bind(cf)
+    .fetch_all(&mut **tx)
+    .await?;
+    for ente in enti {
+        let payload = serde_json::json!({
+            "cf": cf,
+            "ente": ente,
+            "email": email,
+            "telefono": phone,
+            "at": now_ms,
+        });
+        outbox(tx, now_ms, "persona", "persona.contatti", cf, &payload).await?;
+    }
     Ok(())
 }
