@@ -18,8 +18,14 @@ use sqlx::Connection;
 /// Sportello on a fresh database of `BENCH_DB` (sqlite, the default, or postgres at
 /// `BENCH_POSTGRES_URL`); returns the server, its base URL and the backend's name.
 pub async fn start(dir: &std::path::Path) -> (Server, String, String) {
+    let (url, backend) = fresh_database(dir).await;
+    let (server, base) = start_on(dir, &url, |_| {}).await;
+    (server, base, backend)
+}
+
+/// A fresh database of `BENCH_DB`: its URL and the backend's name.
+pub async fn fresh_database(dir: &std::path::Path) -> (String, String) {
     let backend = std::env::var("BENCH_DB").unwrap_or_else(|_| "sqlite".into());
-    let root = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     let url = match backend.as_str() {
         "sqlite" => format!("sqlite://{}?mode=rwc", dir.join("bench.db").display()),
         "postgres" => {
@@ -39,6 +45,16 @@ pub async fn start(dir: &std::path::Path) -> (Server, String, String) {
         }
         other => panic!("BENCH_DB={other}: use sqlite or postgres"),
     };
+    (url, backend)
+}
+
+/// Sportello on the database at `url`, its configuration changed by `customise`.
+pub async fn start_on(
+    dir: &std::path::Path,
+    url: &str,
+    customise: impl FnOnce(&mut Config),
+) -> (Server, String) {
+    let root = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     let mut config = Config {
         data_dir: dir.to_path_buf(),
         static_dir: root.join("static"),
@@ -46,12 +62,13 @@ pub async fn start(dir: &std::path::Path) -> (Server, String, String) {
         ..Config::default()
     };
     config.http.addr = "127.0.0.1:0".into();
-    config.database.url = Some(url.into());
+    config.database.url = Some(url.to_string().into());
     config.database.max_connections = 16;
     config.jobs.workers = 1;
+    customise(&mut config);
     let server = Server::start(config, Arc::new(SystemClock)).await.unwrap();
     let base = format!("http://{}", server.addr);
-    (server, base, backend)
+    (server, base)
 }
 
 /// A citizen's session: the cookie value and its CSRF token.

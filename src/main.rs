@@ -36,6 +36,15 @@ enum Command {
     Migrate,
     /// Check the configuration and print it, secrets redacted.
     Config,
+    /// Inspects one untrusted file (run by the portal in a child process with limits): prints the
+    /// verdict as JSON, writes an image's clean copy to OUTPUT.
+    #[command(hide = true)]
+    Intake {
+        input: PathBuf,
+        output: PathBuf,
+        #[arg(long, default_value_t = 50)]
+        max_pages: usize,
+    },
     /// A reference CSI client: reads the event feed, prints each event, takes every new pratica in
     /// charge, acknowledges; again every few seconds (or once with --una-volta).
     CsiDemo {
@@ -69,6 +78,16 @@ async fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
+    if let Command::Intake {
+        input,
+        output,
+        max_pages,
+    } = &cli.command
+    {
+        // Before any configuration or logging: this process only reads one file.
+        println!("{}", intake::child(input, output, *max_pages)?);
+        return Ok(());
+    }
     let config = Config::load(cli.config.as_deref())?;
     portal::telemetry::init_logging(&config.log);
     match cli.command {
@@ -101,6 +120,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             }
             tokio::time::sleep(std::time::Duration::from_secs(3)).await;
         },
+        Command::Intake { .. } => Ok(()),
         Command::Migrate => {
             let db = portal::server::migrate(&config).await?;
             db.pool.close().await;

@@ -678,5 +678,17 @@ async fn the_inbox_preferences_unsubscribe_and_a_confirmed_new_address() {
         .await
         .expect("email");
     assert_eq!(email.as_deref(), Some("giulia@nuovo.example.it"));
+    // The CSI of the ente holding her pratica hears of the new address.
+    let changed: Vec<(String,)> = sqlx::query_as(
+        "SELECT payload FROM outbox WHERE event_type = 'persona.contatti' AND aggregate_id = $1",
+    )
+    .bind(giulia)
+    .fetch_all(&app.db().pool)
+    .await
+    .expect("outbox");
+    assert_eq!(changed.len(), 1, "one ente, one event");
+    let payload: serde_json::Value = serde_json::from_str(&changed[0].0).expect("JSON");
+    portal::csi::events::validate("persona.contatti", &payload).expect("by the schema");
+    assert_eq!(payload["email"], "giulia@nuovo.example.it");
     app.stop().await;
 }

@@ -378,6 +378,35 @@ async fn fna_b2_draft_resume_submit_receipt_and_status() {
     let summary = app.text(&format!("/domande/{id}/riepilogo")).await;
     assert!(summary.contains("18.500,00 €") && summary.contains("1 gennaio 1980"));
     assert!(summary.contains("Componente 1"));
+    // The certificate is required: listed as missing until one is accepted.
+    assert!(summary.contains("carica almeno un documento"), "{summary}");
+    let token = hidden_field(&summary, "csrf_token").unwrap();
+    let refused = app
+        .post_form(&format!("/domande/{id}/invia"), &[("csrf_token", &token)])
+        .await;
+    assert_eq!(refused.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(refused
+        .text()
+        .await
+        .unwrap()
+        .contains("carica almeno un documento"));
+    let certificate = pdf_of_certificate();
+    let (content_type, body) = crate::documents::multipart("verbale.pdf", &certificate);
+    let uploaded = app
+        .client
+        .post(app.absolute(&format!("/domande/{id}/allegati/certificazione")))
+        .header("Content-Type", content_type)
+        .header("X-CSRF-Token", app.csrf_token().await)
+        .header("Accept", "application/json")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    let answer: serde_json::Value = uploaded.json().await.unwrap();
+    assert_eq!(answer["stato"], "accettato", "{answer}");
+    let summary = app.text(&format!("/domande/{id}/riepilogo")).await;
+    assert!(!summary.contains("carica almeno un documento"));
+
     let token = hidden_field(&summary, "csrf_token").unwrap();
     let unticked = app
         .post_form(&format!("/domande/{id}/invia"), &[("csrf_token", &token)])
@@ -438,6 +467,11 @@ async fn fna_b2_draft_resume_submit_receipt_and_status() {
     assert!(text.contains("2026/000001"), "{text}");
     assert!(text.contains("RSSMRA80A01H501U") && text.contains("Comune di Valleverde"));
     assert!(text.contains("18.500,00 €") && text.contains("DPR 445/2000"));
+    assert!(
+        text.contains("verbale.pdf")
+            && text.contains(&crate::documents::sha256(&pdf_of_certificate())),
+        "the attachment with its SHA-256: {text}"
+    );
     let snapshot = store::get(app.db(), &id)
         .await
         .unwrap()
@@ -754,6 +788,17 @@ async fn bonus_famiglia_needs_a_child_and_the_isee_under_the_threshold() {
         .await
         .unwrap();
     assert_eq!(rating, Some(4));
+    // The CSI hears of it, by the published schema.
+    let (payload,): (String,) = sqlx::query_as(
+        "SELECT payload FROM outbox WHERE aggregate_id = $1 AND event_type = 'servizio.valutazione'",
+    )
+    .bind(&id)
+    .fetch_one(&app.db().pool)
+    .await
+    .unwrap();
+    let payload: serde_json::Value = serde_json::from_str(&payload).unwrap();
+    portal::csi::events::validate("servizio.valutazione", &payload).unwrap();
+    assert_eq!(payload["stelle"], 4);
     // The applications are in the download of all one's data.
     let export: serde_json::Value = app
         .get("/area-personale/esportazione.json")
@@ -951,6 +996,10 @@ async fn a_draft_of_a_closed_window_is_kept_but_cannot_be_sent() {
 }
 
 /// A draft filled directly in the database, ready to send.
+fn pdf_of_certificate() -> Vec<u8> {
+    crate::documents::pdf_with("Verbale di invalidita civile", |_, _| {})
+}
+
 pub(crate) async fn ready_draft(app: &TestApp, cf: &str) -> String {
     let answers = portal::applications::form::Answers::new();
     store::create_draft(

@@ -99,6 +99,33 @@ impl Citizen {
         self.get(path).await.text().await.expect("body")
     }
 
+    pub(crate) fn csrf(&self) -> &str {
+        &self.csrf
+    }
+
+    /// A POST with a body of its own (e.g. multipart); `json` asks for a JSON answer and sends the
+    /// CSRF token in its header, as the upload script does.
+    pub(crate) async fn raw_post(
+        &self,
+        path: &str,
+        content_type: &str,
+        body: Vec<u8>,
+        json: bool,
+    ) -> reqwest::Response {
+        let mut r = self
+            .client
+            .post(format!("{}{path}", self.base))
+            .header("Cookie", &self.cookie)
+            .header("Content-Type", content_type)
+            .body(body);
+        if json {
+            r = r
+                .header("X-CSRF-Token", &self.csrf)
+                .header("Accept", "application/json");
+        }
+        r.send().await.expect("POST")
+    }
+
     pub(crate) async fn post(&self, path: &str, form: &[(&str, &str)]) -> reqwest::Response {
         self.client
             .post(format!("{}{path}", self.base))

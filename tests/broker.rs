@@ -27,6 +27,7 @@ use serde_json::{json, Value};
 
 use crate::applications::{ready_draft, submission};
 use crate::appointments::Citizen;
+use crate::csi::event;
 use crate::support::{root, spawn_app_with, TestApp, TestDatabase};
 
 /// One broker test at a time: one of them stops the broker.
@@ -179,17 +180,6 @@ async fn publish_to_portal(prefix: &str, body: &[u8]) {
         .expect("confirm");
     assert!(confirm.is_ack());
     let _ = connection.close(200, "ok".into()).await;
-}
-
-fn event(id: &str, kind: &str, data: Value) -> Value {
-    json!({
-        "specversion": "1.0",
-        "id": id,
-        "source": "https://cartella.example/valleverde",
-        "type": format!("it.sportello.{kind}.v1"),
-        "datacontenttype": "application/json",
-        "data": data,
-    })
 }
 
 async fn app_with_broker(prefix: &str) -> TestApp {
@@ -351,6 +341,50 @@ async fn a_submission_reaches_the_csi_queue_and_the_csi_s_answer_the_citizen_s_p
             && metrics.contains("sportello_outbox_lag_seconds_count 1"),
         "{metrics}"
     );
+    app.stop().await;
+    remove(&prefix).await;
+}
+
+#[tokio::test]
+async fn the_reference_client_answers_through_the_broker() {
+    let _turn = TURN.lock().await;
+    let prefix = unique_prefix("demo");
+    let app = app_with_broker(&prefix).await;
+    let citizen = Citizen::new(&app, 22).await;
+    let id = ready_draft(&app, &citizen.cf).await;
+    submit(app.db(), app.clock.now_ms(), &id, &citizen.cf).await;
+    let start = Instant::now();
+    let mut lines = Vec::new();
+    while !lines.iter().any(|l: &String| l.contains(&id)) {
+        assert!(start.elapsed() < Duration::from_secs(20), "{lines:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        lines.extend(
+            portal::csi::demo::broker_once(&broker_url(), &prefix)
+                .await
+                .expect("a pass"),
+        );
+    }
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("it.sportello.pratica.inviata.v1") && l.contains("valleverde")),
+        "{lines:?}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("presa in carico: pubblicata")),
+        "{lines:?}"
+    );
+    let start = Instant::now();
+    while !citizen
+        .text(&format!("/domande/{id}"))
+        .await
+        .contains("Presa in carico")
+    {
+        assert!(start.elapsed() < Duration::from_secs(20), "taken in charge");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
     app.stop().await;
     remove(&prefix).await;
 }

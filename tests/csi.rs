@@ -81,7 +81,7 @@ async fn send(app: &TestApp, token: &str, event: &Value) -> (StatusCode, Value) 
     (status, r.json().await.unwrap_or(Value::Null))
 }
 
-fn event(id: &str, kind: &str, data: Value) -> Value {
+pub(crate) fn event(id: &str, kind: &str, data: Value) -> Value {
     json!({
         "specversion": "1.0",
         "id": id,
@@ -400,5 +400,45 @@ async fn the_reference_client_takes_new_pratiche_in_charge_once() {
         .await
         .expect("a pass");
     assert!(again.is_empty(), "{again:?}");
+    app.stop().await;
+}
+
+/// On PostgreSQL an outbox id is taken before its transaction commits, so a later event can become
+/// visible first; the feed must not move its cursor past the one still open (it would never be
+/// read). SQLite has one writer at a time, so its ids are in commit order already.
+#[tokio::test]
+async fn the_feed_never_skips_an_event_committed_late() {
+    if crate::support::backend() != portal::config::Backend::Postgres {
+        return;
+    }
+    let app = app().await;
+    let vv = token(&app, "cartella-vv", "segreto-vv").await;
+    let mut open = app.db().pool.begin().await.expect("transaction");
+    portal::csi::outbox(
+        &mut open,
+        app.clock.now_ms(),
+        "pratica",
+        "pratica.messaggio",
+        "tardiva",
+        &json!({ "ente": "valleverde" }),
+    )
+    .await
+    .expect("outbox");
+    let later = sent(&app, "RSSMRA80A01H501U", "valleverde").await;
+    let page = feed(&app, &vv, "").await;
+    assert_eq!(
+        page["eventi"].as_array().map(Vec::len),
+        Some(0),
+        "nothing past the open transaction: {page}"
+    );
+    open.commit().await.expect("commit");
+    let page = feed(&app, &vv, "").await;
+    let subjects: Vec<&str> = page["eventi"]
+        .as_array()
+        .expect("events")
+        .iter()
+        .filter_map(|e| e["subject"].as_str())
+        .collect();
+    assert_eq!(subjects, ["tardiva", later.as_str()]);
     app.stop().await;
 }

@@ -14,6 +14,7 @@ mod broker;
 mod browser;
 mod cli;
 mod csi;
+mod documents;
 mod jobs;
 mod login;
 mod pages;

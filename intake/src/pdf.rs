@@ -33,7 +33,12 @@ pub enum PdfRefusal {
     EmbeddedFiles,
     RichMedia,
     Xfa,
-    TooManyPages { pages: usize, max: usize },
+    TooManyPages {
+        pages: usize,
+        max: usize,
+    },
+    /// A page whose content inflates beyond the policy's bound (a decompression bomb).
+    Bomb,
 }
 
 impl PdfRefusal {
@@ -48,6 +53,7 @@ impl PdfRefusal {
             PdfRefusal::RichMedia => "Il PDF contiene video o contenuti multimediali. Stampalo in PDF e ricarica quel file.".into(),
             PdfRefusal::Xfa => "Il PDF è un modulo dinamico (XFA) che non si può leggere in sicurezza. Stampalo in PDF e ricarica quel file.".into(),
             PdfRefusal::TooManyPages { pages, max } => format!("Il PDF ha {pages} pagine: il massimo è {max}. Dividilo in più file."),
+            PdfRefusal::Bomb => "Il PDF contiene pagine che, aperte, diventano enormi: non si può leggere in sicurezza. Stampalo in PDF e ricarica quel file.".into(),
         }
     }
 }
@@ -69,15 +75,20 @@ pub fn inspect(bytes: &[u8], policy: &PdfPolicy) -> Result<PdfReport, PdfRefusal
     }
     let doc = Document::load_mem(bytes).map_err(|e| match e {
         lopdf::Error::Decryption(_) | lopdf::Error::InvalidPassword => PdfRefusal::Encrypted,
+        // A protection lopdf cannot open still says so in its trailer.
+        _ if bytes.windows(8).any(|w| w == b"/Encrypt") => PdfRefusal::Encrypted,
         _ => PdfRefusal::Unreadable,
     })?;
-    if doc.was_encrypted() || doc.is_encrypted() {
+    if doc.was_encrypted() || doc.is_encrypted() || doc.trailer.get(b"Encrypt").is_ok() {
         return Err(PdfRefusal::Encrypted);
     }
     for object in doc.objects.values() {
         walk(object, 0)?;
     }
     let pages = doc.get_pages();
+    if pages.is_empty() {
+        return Err(PdfRefusal::Unreadable);
+    }
     if pages.len() > policy.max_pages {
         return Err(PdfRefusal::TooManyPages {
             pages: pages.len(),
@@ -85,11 +96,14 @@ pub fn inspect(bytes: &[u8], policy: &PdfPolicy) -> Result<PdfReport, PdfRefusal
         });
     }
     let numbers: Vec<u32> = pages.keys().copied().collect();
-    let text = doc
-        .extract_text_with_limit(&numbers, policy.max_page_content_bytes)
-        .ok()
-        .map(|t| t.trim().to_string())
-        .filter(|t| !t.is_empty());
+    let text = match doc.extract_text_with_limit(&numbers, policy.max_page_content_bytes) {
+        Ok(t) => Some(t.trim().to_string()).filter(|t| !t.is_empty()),
+        Err(lopdf::Error::Decompress(lopdf::DecompressError::MemoryLimitExceeded { .. })) => {
+            return Err(PdfRefusal::Bomb)
+        }
+        // No text layer that can be read: a scan, for OCR.
+        Err(_) => None,
+    };
     Ok(PdfReport {
         pages: pages.len(),
         text,

@@ -58,6 +58,7 @@ pub struct Config {
     pub alerts: AlertsConfig,
     pub csi: CsiConfig,
     pub broker: BrokerConfig,
+    pub documents: DocumentsConfig,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -301,6 +302,48 @@ pub struct CsiClient {
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
+pub struct DocumentsConfig {
+    /// The master key that wraps each document's own key: 64 hex characters (`openssl rand -hex
+    /// 32`), mode 0600. Required in production; in development `<data_dir>/keys/documents.key`
+    /// is generated.
+    pub master_key_file: Option<PathBuf>,
+    /// The largest file accepted, in megabytes.
+    pub max_file_mb: u64,
+    /// All the documents of one pratica, in megabytes, and how many files.
+    pub max_pratica_mb: u64,
+    pub max_pratica_files: i64,
+    /// All the documents of one citizen, in megabytes.
+    pub max_citizen_mb: u64,
+    /// The most pages of a PDF.
+    pub max_pages: usize,
+    /// The limits of the child process that inspects each file: CPU seconds, wall-clock seconds,
+    /// address space in megabytes.
+    pub inspect_cpu_seconds: u64,
+    pub inspect_wall_seconds: u64,
+    pub inspect_memory_mb: u64,
+    /// The program run (as `<program> intake <in> <out>`) to inspect a file; default: this binary.
+    pub intake_program: Option<PathBuf>,
+}
+
+impl Default for DocumentsConfig {
+    fn default() -> Self {
+        DocumentsConfig {
+            master_key_file: None,
+            max_file_mb: 20,
+            max_pratica_mb: 100,
+            max_pratica_files: 30,
+            max_citizen_mb: 500,
+            max_pages: 50,
+            inspect_cpu_seconds: 20,
+            inspect_wall_seconds: 30,
+            inspect_memory_mb: 1024,
+            intake_program: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
 pub struct BrokerConfig {
     /// `amqp://user:password@host:5672/%2f` (or `amqps://`): when set, the outbox is relayed to
     /// RabbitMQ and the CSI's events are consumed from it, beside the HTTP feed.
@@ -356,6 +399,7 @@ impl Default for Config {
                 clients: Vec::new(),
             },
             broker: BrokerConfig::default(),
+            documents: DocumentsConfig::default(),
         }
     }
 }
@@ -532,6 +576,11 @@ impl Config {
                         .into(),
                 ));
             }
+            if self.documents.master_key_file.is_none() {
+                return Err(ConfigError::Invalid(
+                    "documents.master_key_file: production mode needs the master key of the stored documents".into(),
+                ));
+            }
             if self.public_url.is_none() {
                 return Err(ConfigError::Invalid(
                     "public_url: required in production mode".into(),
@@ -592,6 +641,11 @@ mod tests {
         config.keys.signing_key_file = Some("s.pem".into());
         config.keys.encryption_key_file = Some("e.pem".into());
         config.keys.federation_key_file = Some("f.pem".into());
+        assert!(
+            config.validate().is_err(),
+            "the documents' master key is missing"
+        );
+        config.documents.master_key_file = Some("d.key".into());
         assert!(config.validate().is_ok());
         config.auth.dev_idp = Some(true);
         assert!(config.validate().is_err());

@@ -11,6 +11,7 @@ pub mod clock;
 pub mod config;
 pub mod csi;
 pub mod db;
+pub mod documents;
 pub mod domain;
 pub mod jobs;
 pub mod pages;

@@ -58,6 +58,8 @@ pub struct AppState {
     pub dev_idp: Option<Box<DevIdp>>,
     pub dev_trust_anchor: Option<Box<DevTrustAnchor>>,
     pub asset_version: String,
+    /// Where documents are kept, encrypted.
+    pub vault: crate::documents::vault::Vault,
 }
 
 impl AppState {
@@ -335,8 +337,20 @@ impl Server {
         )
         .map_err(|e| StartError::Setup(e.to_string()))?;
 
+        let vault = crate::documents::vault::Vault::open(
+            &config
+                .documents
+                .master_key_file
+                .clone()
+                .unwrap_or_else(|| config.data_dir.join("keys/documents.key")),
+            config.data_dir.join("files"),
+            config.documents.master_key_file.is_none()
+                && config.mode == crate::config::Mode::Development,
+        )
+        .map_err(|e| StartError::Setup(format!("documents: {e}")))?;
         let metrics = Arc::new(Metrics::new());
         let state = web::Data::new(AppState {
+            vault,
             asset_version: asset_version(&config.static_dir),
             public_url: public_url.clone(),
             db: db.clone(),
@@ -378,6 +392,7 @@ impl Server {
                 .configure(crate::auth::federation::routes)
                 .configure(crate::citizen::routes)
                 .configure(crate::applications::routes)
+                .configure(crate::documents::routes)
                 .configure(crate::appointments::routes)
                 .configure(crate::alerts::inbox::routes)
                 .configure(crate::triage::routes)

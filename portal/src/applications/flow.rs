@@ -281,7 +281,7 @@ async fn start(
 }
 
 /// The signed-in person's own application `id`, with its service; anyone else's is "not found".
-pub(super) async fn owned<'a, 'p>(
+pub(crate) async fn owned<'a, 'p>(
     state: &'a AppState,
     req: &HttpRequest,
     principal: &'p Principal,
@@ -420,7 +420,7 @@ fn field_view(
 }
 
 #[allow(clippy::too_many_arguments)]
-fn step_page(
+async fn step_page(
     state: &AppState,
     req: &HttpRequest,
     service: &Service,
@@ -467,6 +467,8 @@ fn step_page(
     ctx.insert("saved", &saved);
     ctx.insert("closing", &closing_note(state, service));
     ctx.insert("steps", &step_links(service, Some(app), n));
+    let documents = crate::documents::for_application(&state.db, &app.id).await?;
+    ctx.insert("documents", &documents);
     render_status(state, req, "applications/step.html", ctx, status)
 }
 
@@ -534,6 +536,7 @@ async fn step_get(
         query.salvata.is_some(),
         StatusCode::OK,
     )
+    .await
 }
 
 #[post("/domande/{id}/passo/{n}")]
@@ -593,6 +596,20 @@ async fn step_post(
         store::save_draft(&state.db, now, &id, &app.answers, reached).await?;
         return Ok(see_other(&format!("{here}#{}", input_id(group))));
     }
+    if let Some(slot) = action.strip_prefix("allegati:") {
+        // To the page of an attachment slot, the answers of this step kept.
+        if !step
+            .fields
+            .iter()
+            .any(|f| f.id == slot && f.kind == FieldKind::Attachment)
+        {
+            return Err(AppError::BadRequest("Azione non valida.".into()));
+        }
+        store::save_draft(&state.db, now, &id, &app.answers, reached).await?;
+        return Ok(see_other(&format!(
+            "/domande/{id}/allegati/{slot}?passo={n}"
+        )));
+    }
     match action {
         "salva" => {
             store::save_draft(&state.db, now, &id, &app.answers, reached).await?;
@@ -620,7 +637,8 @@ async fn step_post(
                     &errors,
                     false,
                     StatusCode::UNPROCESSABLE_ENTITY,
-                );
+                )
+                .await;
             }
             let next = n + 1;
             store::save_draft(&state.db, now, &id, &app.answers, reached.max(next)).await?;
@@ -654,7 +672,39 @@ fn check_all(
     all
 }
 
-fn summary_page(
+/// The required attachment slots (of the fields that apply) without an accepted document.
+async fn missing_documents(
+    state: &AppState,
+    service: &Service,
+    answers: &Answers,
+    app_id: &str,
+) -> Result<Vec<(usize, FieldError)>, AppError> {
+    let documents = crate::documents::for_application(&state.db, app_id).await?;
+    let mut missing = Vec::new();
+    for (i, step) in service.form.steps.iter().enumerate() {
+        for f in &step.fields {
+            if f.kind == FieldKind::Attachment
+                && f.required
+                && form::visible(f, answers)
+                && !documents
+                    .iter()
+                    .any(|d| d.slot == f.id && d.status == "accettato")
+            {
+                missing.push((
+                    i + 1,
+                    FieldError {
+                        name: f.id.clone(),
+                        label: f.label.clone(),
+                        message: "carica almeno un documento (PDF, JPEG o PNG)".into(),
+                    },
+                ));
+            }
+        }
+    }
+    Ok(missing)
+}
+
+async fn summary_page(
     state: &AppState,
     req: &HttpRequest,
     service: &Service,
@@ -665,7 +715,8 @@ fn summary_page(
 ) -> Result<HttpResponse, AppError> {
     let mut answers = app.answers.clone();
     let today = rome_date(state.clock.now_ms());
-    let problems = check_all(service, &mut answers, today);
+    let mut problems = check_all(service, &mut answers, today);
+    problems.extend(missing_documents(state, service, &answers, &app.id).await?);
     let (open, availability) = open_text(service.availability.on(today));
     let mut ctx = Context::new();
     ctx.insert("service", service);
@@ -722,7 +773,7 @@ async fn summary_get(
     if app.status != Status::Bozza {
         return Ok(see_other(&format!("/domande/{}", app.id)));
     }
-    summary_page(&state, &req, service, &app, false, &[], StatusCode::OK)
+    summary_page(&state, &req, service, &app, false, &[], StatusCode::OK).await
 }
 
 #[post("/domande/{id}/invia")]
@@ -747,7 +798,8 @@ async fn submit(
         .map(str::to_string)
         .collect();
     let mut answers = app.answers.clone();
-    let problems = check_all(service, &mut answers, today);
+    let mut problems = check_all(service, &mut answers, today);
+    problems.extend(missing_documents(&state, service, &answers, &app.id).await?);
     let all_ticked = service
         .form
         .declarations
@@ -760,7 +812,7 @@ async fn submit(
         } else {
             StatusCode::CONFLICT
         };
-        return summary_page(&state, &req, service, &app, !all_ticked, &ticked, status);
+        return summary_page(&state, &req, service, &app, !all_ticked, &ticked, status).await;
     }
     let ente_name: Option<(String,)> = sqlx::query_as("SELECT name FROM enti WHERE code = $1")
         .bind(&app.ente_code)

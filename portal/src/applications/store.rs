@@ -297,6 +297,23 @@ pub async fn submit(
     .await?;
     let numero = format!("{year}/{seq:06}");
     let code = verification_code();
+    // The documents accepted for the draft, as the receipt lists them.
+    let attachments: Vec<(String, String, i64, String)> = sqlx::query_as(
+        "SELECT slot, label, size, sha256 FROM documents WHERE application_id = $1 \
+         AND status = 'accettato' AND removed_at IS NULL ORDER BY created_at",
+    )
+    .bind(id)
+    .fetch_all(&mut *tx)
+    .await?;
+    let attachments = attachments
+        .into_iter()
+        .map(|(slot, name, size, sha256)| SnapshotAttachment {
+            slot,
+            name,
+            size: u64::try_from(size).unwrap_or(0),
+            sha256,
+        })
+        .collect();
     let snapshot = Snapshot {
         numero: numero.clone(),
         ente_code: s.ente_code.to_string(),
@@ -310,7 +327,7 @@ pub async fn submit(
         answers: s.answers.clone(),
         summary: s.summary.clone(),
         declarations: s.declarations.clone(),
-        attachments: Vec::new(),
+        attachments,
         due_date: due.to_string(),
     };
     let snapshot_json =

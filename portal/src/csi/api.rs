@@ -168,11 +168,17 @@ async fn feed(
         .collect();
     let sql = format!(
         "SELECT id, event_id, event_type, aggregate_id, payload, created_at FROM outbox \
-         WHERE id > $1 AND ente_code IN ({}) ORDER BY id LIMIT $2",
+         WHERE id > $1 AND ente_code IN ({}){} ORDER BY id LIMIT $2",
         if placeholders.is_empty() {
             "NULL".to_string()
         } else {
             placeholders.join(", ")
+        },
+        // Not past an event whose transaction is still open (see migration 0008).
+        if state.db.backend == crate::config::Backend::Postgres {
+            " AND txid < pg_snapshot_xmin(pg_current_snapshot())::text::bigint"
+        } else {
+            ""
         }
     );
     let mut q = sqlx::query_as::<_, (i64, String, String, String, String, i64)>(&sql)

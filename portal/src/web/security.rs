@@ -79,6 +79,17 @@ async fn guard(req: &mut ServiceRequest) -> Result<(), Error> {
             .get(header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
             .is_some_and(|ct| ct.starts_with("application/x-www-form-urlencoded"));
+        // A plain multipart form (an upload without script) carries its token in the query.
+        let is_multipart = req
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|ct| ct.starts_with("multipart/form-data"));
+        if presented.is_none() && is_multipart {
+            presented = url::form_urlencoded::parse(req.query_string().as_bytes())
+                .find(|(k, _)| k == "csrf_token")
+                .map(|(_, v)| v.into_owned());
+        }
         if presented.is_none() && is_form {
             let body = read_body(req).await?;
             presented = url::form_urlencoded::parse(&body)

@@ -1,0 +1,612 @@
+//! Documents a citizen uploads for a pratica: streamed to a temporary file (never held whole in
+//! memory) under the per-file limit and the quotas, the type decided by the content, inspected in
+//! a child process with limits (`sandbox`, the `intake` crate), then kept encrypted (`vault`).
+//! Downloads go through one handler that checks who is asking.
+//!
+//! Routes: the page of one attachment slot of a pratica (list, upload, remove), the upload itself
+//! (multipart; a plain form works without JavaScript, `static/js/upload.js` adds a progress bar),
+//! and `GET /documenti/{id}`.
+
+pub mod sandbox;
+pub mod vault;
+
+use actix_multipart::Multipart;
+use actix_web::http::StatusCode;
+use actix_web::{get, post, web, HttpMessage, HttpRequest, HttpResponse};
+use futures_util::StreamExt;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use tera::Context;
+use tokio::io::AsyncWriteExt;
+
+use crate::applications::form::FieldKind;
+use crate::applications::status::Status;
+use crate::applications::store::Application;
+use crate::auth::access::{authorize, Access, Action};
+use crate::auth::{see_other, Principal};
+use crate::db::Db;
+use crate::domain::CodiceFiscale;
+use crate::server::AppState;
+use crate::web::error::AppError;
+use crate::web::templates::render_status;
+
+const MB: u64 = 1024 * 1024;
+
+/// A document as the pages show it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Document {
+    pub id: String,
+    pub application_id: String,
+    pub owner_cf: String,
+    pub slot: String,
+    pub label: String,
+    pub kind: Option<String>,
+    pub size: i64,
+    pub sha256: String,
+    pub status: String,
+    pub reason: Option<String>,
+    pub pages: Option<i32>,
+    pub created_at: i64,
+}
+
+impl Document {
+    pub fn status_label(&self) -> &'static str {
+        match self.status.as_str() {
+            "accettato" => "Accettato",
+            "rifiutato" => "Rifiutato",
+            _ => "In verifica",
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct DocumentView<'a> {
+    #[serde(flatten)]
+    doc: &'a Document,
+    status_label: &'static str,
+    size_label: String,
+}
+
+fn size_label(bytes: i64) -> String {
+    if bytes >= MB as i64 {
+        format!("{:.1} MB", bytes as f64 / MB as f64).replace('.', ",")
+    } else {
+        format!("{} kB", (bytes + 1023) / 1024)
+    }
+}
+
+fn views(docs: &[Document]) -> Vec<DocumentView<'_>> {
+    docs.iter()
+        .map(|doc| DocumentView {
+            doc,
+            status_label: doc.status_label(),
+            size_label: size_label(doc.size),
+        })
+        .collect()
+}
+
+const COLUMNS: &str =
+    "id, application_id, owner_cf, slot, label, kind, size, sha256, status, reason, pages, created_at";
+
+/// The documents of a pratica still kept (not removed), oldest first.
+pub async fn for_application(db: &Db, application_id: &str) -> Result<Vec<Document>, sqlx::Error> {
+    use sqlx::Row;
+    let rows = sqlx::query(&format!(
+        "SELECT {COLUMNS} FROM documents WHERE application_id = $1 AND removed_at IS NULL ORDER BY created_at, id"
+    ))
+    .bind(application_id)
+    .fetch_all(&db.pool)
+    .await?;
+    rows.iter()
+        .map(|r| {
+            Ok(Document {
+                id: r.try_get("id")?,
+                application_id: r.try_get("application_id")?,
+                owner_cf: r.try_get("owner_cf")?,
+                slot: r.try_get("slot")?,
+                label: r.try_get("label")?,
+                kind: r.try_get("kind")?,
+                size: r.try_get("size")?,
+                sha256: r.try_get("sha256")?,
+                status: r.try_get("status")?,
+                reason: r.try_get("reason")?,
+                pages: r.try_get("pages")?,
+                created_at: r.try_get("created_at")?,
+            })
+        })
+        .collect()
+}
+
+/// The name given to the file, as a label only: the last path component, without control
+/// characters, at most 120 characters; never used as a path.
+pub fn clean_label(name: &str) -> String {
+    let base = name.rsplit(['/', '\\']).next().unwrap_or_default();
+    let cleaned: String = base.chars().filter(|c| !c.is_control()).take(120).collect();
+    let cleaned = cleaned.trim().trim_start_matches('.').to_string();
+    if cleaned.is_empty() {
+        "documento".into()
+    } else {
+        cleaned
+    }
+}
+
+/// The pratica, if it is the caller's and its documents can still change (a draft, or a request
+/// for more documents open), and the attachment slot of its form.
+async fn uploadable(
+    state: &AppState,
+    req: &HttpRequest,
+    principal: &Principal,
+    id: &str,
+    slot: &str,
+) -> Result<(Application, String), AppError> {
+    let (_, app, service) = crate::applications::flow::owned(state, req, principal, id).await?;
+    let field = service
+        .form
+        .steps
+        .iter()
+        .flat_map(|s| s.fields.iter())
+        .find(|f| f.id == slot && f.kind == FieldKind::Attachment)
+        .ok_or(AppError::NotFound)?;
+    Ok((app, field.label.clone()))
+}
+
+fn can_change(app: &Application) -> bool {
+    matches!(app.status, Status::Bozza | Status::InAttesaDiIntegrazioni)
+}
+
+#[derive(Debug, Deserialize)]
+struct SlotQuery {
+    esito: Option<String>,
+    passo: Option<usize>,
+}
+
+#[get("/domande/{id}/allegati/{slot}")]
+async fn slot_page(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    principal: Principal,
+    path: web::Path<(String, String)>,
+    query: web::Query<SlotQuery>,
+) -> Result<HttpResponse, AppError> {
+    let (id, slot) = path.into_inner();
+    let (app, label) = uploadable(&state, &req, &principal, &id, &slot).await?;
+    slot_response(
+        &state,
+        &req,
+        &app,
+        (&slot, &label),
+        query.passo,
+        query.esito.as_deref(),
+    )
+    .await
+}
+
+async fn slot_response(
+    state: &AppState,
+    req: &HttpRequest,
+    app: &Application,
+    (slot, label): (&str, &str),
+    step: Option<usize>,
+    outcome: Option<&str>,
+) -> Result<HttpResponse, AppError> {
+    let docs: Vec<Document> = for_application(&state.db, &app.id)
+        .await?
+        .into_iter()
+        .filter(|d| d.slot == slot)
+        .collect();
+    let csrf = crate::web::session::current(req)
+        .map(|s| s.data.csrf)
+        .unwrap_or_default();
+    let mut ctx = Context::new();
+    ctx.insert("app_id", &app.id);
+    ctx.insert("numero", &app.numero);
+    ctx.insert("slot", slot);
+    ctx.insert("label", label);
+    ctx.insert("documents", &views(&docs));
+    ctx.insert("can_change", &can_change(app));
+    ctx.insert("outcome", &outcome);
+    // URL-safe base64: it goes in the address as it is.
+    ctx.insert("upload_csrf", &csrf);
+    ctx.insert("max_mb", &state.config.documents.max_file_mb);
+    let back = match (app.status, step) {
+        (Status::Bozza, Some(n)) => format!("/domande/{}/passo/{n}", app.id),
+        (Status::Bozza, None) => format!("/domande/{}/passo/{}", app.id, app.current_step.max(1)),
+        _ => format!("/domande/{}", app.id),
+    };
+    ctx.insert("back", &back);
+    ctx.insert("passo", &step);
+    render_status(state, req, "documents/slot.html", ctx, StatusCode::OK)
+}
+
+/// Bytes and files of the pratica and of the citizen, counting what is kept and not refused.
+async fn usage(db: &Db, application_id: &str, cf: &str) -> Result<(i64, i64, i64), sqlx::Error> {
+    let (files, bytes): (i64, Option<i64>) = sqlx::query_as(
+        "SELECT COUNT(*), SUM(size) FROM documents WHERE application_id = $1 AND removed_at IS NULL AND status <> 'rifiutato'",
+    )
+    .bind(application_id)
+    .fetch_one(&db.pool)
+    .await?;
+    let citizen: Option<i64> = sqlx::query_scalar(
+        "SELECT SUM(size) FROM documents WHERE owner_cf = $1 AND removed_at IS NULL AND status <> 'rifiutato'",
+    )
+    .bind(cf)
+    .fetch_one(&db.pool)
+    .await?;
+    Ok((files, bytes.unwrap_or(0), citizen.unwrap_or(0)))
+}
+
+/// What an upload answers: the slot page again (a plain form), or JSON for the script.
+fn wants_json(req: &HttpRequest) -> bool {
+    req.headers()
+        .get("accept")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|a| a.starts_with("application/json"))
+}
+
+#[derive(Serialize)]
+struct UploadAnswer<'a> {
+    stato: &'a str,
+    motivo: Option<&'a str>,
+}
+
+/// Removes a temporary file when dropped.
+struct TempFile(std::path::PathBuf);
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+#[post("/domande/{id}/allegati/{slot}")]
+async fn upload(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    principal: Principal,
+    path: web::Path<(String, String)>,
+    mut payload: Multipart,
+) -> Result<HttpResponse, AppError> {
+    let (id, slot) = path.into_inner();
+    let (app, label) = uploadable(&state, &req, &principal, &id, &slot).await?;
+    let refuse = |message: String, status: StatusCode| -> Result<HttpResponse, AppError> {
+        if wants_json(&req) {
+            return Ok(HttpResponse::build(status).json(UploadAnswer {
+                stato: "rifiutato",
+                motivo: Some(&message),
+            }));
+        }
+        Err(AppError::BadRequest(message))
+    };
+    if !can_change(&app) {
+        return refuse(
+            "Questa pratica è già stata inviata: i documenti non si possono più cambiare, salvo quando l'ufficio li richiede.".into(),
+            StatusCode::CONFLICT,
+        );
+    }
+    let limits = &state.config.documents;
+    let (files, bytes, citizen_bytes) = usage(&state.db, &app.id, &app.applicant_cf).await?;
+    if files >= limits.max_pratica_files {
+        return refuse(
+            format!("Hai già caricato {files} documenti per questa pratica, il massimo. Rimuovi quelli che non servono."),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        );
+    }
+    let max_file = limits.max_file_mb * MB;
+    let room = (limits.max_pratica_mb * MB)
+        .saturating_sub(u64::try_from(bytes).unwrap_or(0))
+        .min(
+            (limits.max_citizen_mb * MB).saturating_sub(u64::try_from(citizen_bytes).unwrap_or(0)),
+        );
+
+    // The file part, streamed to a temporary file with its SHA-256 and size.
+    let tmp_dir = state.config.data_dir.join("tmp");
+    tokio::fs::create_dir_all(&tmp_dir)
+        .await
+        .map_err(|e| AppError::Internal(format!("tmp: {e}")))?;
+    let mut received: Option<(TempFile, String, u64, String)> = None;
+    while let Some(field) = payload.next().await {
+        let mut field = field
+            .map_err(|_| AppError::BadRequest("Il caricamento si è interrotto. Riprova.".into()))?;
+        if field.name() != Some("file") {
+            // Other parts are small form fields: read and ignore.
+            while let Some(chunk) = field.next().await {
+                chunk.map_err(|_| {
+                    AppError::BadRequest("Il caricamento si è interrotto. Riprova.".into())
+                })?;
+            }
+            continue;
+        }
+        let name = field
+            .content_disposition()
+            .and_then(|cd| cd.get_filename().map(str::to_string))
+            .unwrap_or_default();
+        let tmp = TempFile(tmp_dir.join(crate::web::session::random_token(16)));
+        let mut out = tokio::fs::File::create(&tmp.0)
+            .await
+            .map_err(|e| AppError::Internal(format!("tmp: {e}")))?;
+        let mut hasher = Sha256::new();
+        let mut size = 0u64;
+        while let Some(chunk) = field.next().await {
+            let chunk = chunk.map_err(|_| {
+                AppError::BadRequest("Il caricamento si è interrotto. Riprova.".into())
+            })?;
+            size += chunk.len() as u64;
+            if size > max_file {
+                return refuse(
+                    format!("Il file supera i {} MB consentiti. Riducilo (per esempio scansionando a 200 dpi, o in bianco e nero) e ricaricalo.", limits.max_file_mb),
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                );
+            }
+            if size > room {
+                return refuse(
+                    "Lo spazio per i documenti è esaurito. Rimuovi quelli che non servono e riprova.".into(),
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                );
+            }
+            hasher.update(&chunk);
+            out.write_all(&chunk)
+                .await
+                .map_err(|e| AppError::Internal(format!("tmp: {e}")))?;
+        }
+        out.flush()
+            .await
+            .map_err(|e| AppError::Internal(format!("tmp: {e}")))?;
+        let digest: String = hasher
+            .finalize()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        received = Some((tmp, clean_label(&name), size, digest));
+        break;
+    }
+    let Some((tmp, name, size, sha256)) = received else {
+        return refuse(
+            "Scegli un file da caricare.".into(),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        );
+    };
+
+    let doc_id = uuid::Uuid::new_v4().to_string();
+    let now = state.clock.now_ms();
+    sqlx::query(
+        "INSERT INTO documents (id, application_id, owner_cf, slot, label, size, sha256, status, created_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, 'in_verifica', $8)",
+    )
+    .bind(&doc_id)
+    .bind(&app.id)
+    .bind(&app.applicant_cf)
+    .bind(&slot)
+    .bind(&name)
+    .bind(i64::try_from(size).unwrap_or(i64::MAX))
+    .bind(&sha256)
+    .bind(now)
+    .execute(&state.db.pool)
+    .await?;
+
+    let clean = TempFile(tmp.0.with_extension("clean"));
+    let verdict = sandbox::inspect(limits, &tmp.0, &clean.0)
+        .await
+        .map_err(|e| AppError::Internal(format!("inspection: {e}")))?;
+    let (stato, motivo) = match verdict {
+        intake::Verdict::Accettato {
+            kind,
+            pages,
+            reencoded,
+            ..
+        } => {
+            let source = if reencoded { &clean.0 } else { &tmp.0 };
+            let file = tokio::fs::File::open(source)
+                .await
+                .map_err(|e| AppError::Internal(format!("stored copy: {e}")))?;
+            let (storage_id, wrapped) = state
+                .vault
+                .store(&doc_id, file)
+                .await
+                .map_err(|e| AppError::Internal(format!("vault: {e}")))?;
+            sqlx::query(
+                "UPDATE documents SET status = 'accettato', kind = $2, pages = $3, storage_id = $4, wrapped_key = $5 WHERE id = $1",
+            )
+            .bind(&doc_id)
+            .bind(kind.extension())
+            .bind(i32::try_from(pages).unwrap_or(i32::MAX))
+            .bind(&storage_id)
+            .bind(wrapped)
+            .execute(&state.db.pool)
+            .await?;
+            ("accettato", None)
+        }
+        intake::Verdict::Rifiutato { motivo } => {
+            sqlx::query("UPDATE documents SET status = 'rifiutato', reason = $2 WHERE id = $1")
+                .bind(&doc_id)
+                .bind(&motivo)
+                .execute(&state.db.pool)
+                .await?;
+            ("rifiutato", Some(motivo))
+        }
+    };
+    tracing::info!(outcome = stato, size, "document uploaded");
+    if wants_json(&req) {
+        return Ok(HttpResponse::Ok().json(UploadAnswer {
+            stato,
+            motivo: motivo.as_deref(),
+        }));
+    }
+    let _ = label;
+    let passo = query_step(&req);
+    Ok(see_other(&format!(
+        "/domande/{}/allegati/{slot}?esito={stato}{passo}",
+        app.id
+    )))
+}
+
+#[post("/domande/{id}/allegati/{slot}/{doc}/rimuovi")]
+async fn remove(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    principal: Principal,
+    path: web::Path<(String, String, String)>,
+) -> Result<HttpResponse, AppError> {
+    let (id, slot, doc) = path.into_inner();
+    let (app, _) = uploadable(&state, &req, &principal, &id, &slot).await?;
+    if !can_change(&app) {
+        return Err(AppError::BadRequest(
+            "Questa pratica è già stata inviata: i documenti non si possono più cambiare.".into(),
+        ));
+    }
+    let done = sqlx::query(
+        "UPDATE documents SET removed_at = $1 WHERE id = $2 AND application_id = $3 AND removed_at IS NULL",
+    )
+    .bind(state.clock.now_ms())
+    .bind(&doc)
+    .bind(&app.id)
+    .execute(&state.db.pool)
+    .await?;
+    if done.rows_affected() == 0 {
+        return Err(AppError::NotFound);
+    }
+    let passo = query_step(&req);
+    Ok(see_other(&format!(
+        "/domande/{}/allegati/{slot}?esito=rimosso{passo}",
+        app.id
+    )))
+}
+
+/// `&passo=N` when the request came from step N of the form (kept across the slot's actions).
+fn query_step(req: &HttpRequest) -> String {
+    url::form_urlencoded::parse(req.query_string().as_bytes())
+        .find(|(k, _)| k == "passo")
+        .and_then(|(_, v)| v.parse::<usize>().ok())
+        .map(|n| format!("&passo={n}"))
+        .unwrap_or_default()
+}
+
+/// owner, pratica, label, kind, storage id, wrapped key, ente.
+type StoredRow = (
+    String,
+    String,
+    String,
+    Option<String>,
+    Option<String>,
+    Option<Vec<u8>>,
+    String,
+);
+
+/// The document, decrypted as it is sent: to its owner, or to staff of the pratica's ente (an
+/// audited read). To anyone else it does not exist.
+#[get("/documenti/{id}")]
+async fn download(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    principal: Principal,
+    id: web::Path<String>,
+) -> Result<HttpResponse, AppError> {
+    let row: Option<StoredRow> =
+        sqlx::query_as(
+            "SELECT d.owner_cf, d.application_id, d.label, d.kind, d.storage_id, d.wrapped_key, a.ente_code \
+             FROM documents d JOIN applications a ON a.id = d.application_id \
+             WHERE d.id = $1 AND d.status = 'accettato' AND d.removed_at IS NULL",
+        )
+        .bind(id.as_str())
+        .fetch_optional(&state.db.pool)
+        .await?;
+    let Some((owner, application, label, kind, Some(storage_id), Some(wrapped), ente)) = row else {
+        return Err(AppError::NotFound);
+    };
+    if principal.person().is_none() {
+        crate::citizen::signed_in(&req, &principal)?;
+    }
+    let owner_cf = CodiceFiscale::parse(&owner).map_err(|_| AppError::NotFound)?;
+    let object = format!("documento:{}", id.as_str());
+    let purpose = format!("pratica:{application}");
+    let request_id = req
+        .extensions()
+        .get::<crate::web::RequestId>()
+        .map(|r| r.0.clone());
+    authorize(
+        &state.db,
+        state.clock.now_ms(),
+        &principal,
+        &Access {
+            subject: &owner_cf,
+            action: Action::Read,
+            object: &object,
+            purpose: &purpose,
+            ente: Some(&ente),
+        },
+        request_id.as_deref(),
+    )
+    .await
+    .map_err(|e| match e {
+        AppError::Forbidden => AppError::NotFound,
+        other => other,
+    })?;
+    let mut reader = state
+        .vault
+        .open_file(id.as_str(), &storage_id, &wrapped)
+        .await
+        .map_err(|e| tampered(&e))?;
+    // The first segment is checked before anything is sent, so that a tampered file answers an
+    // error page; a later bad segment ends the download short (the browser reports it failed).
+    let first = reader.next_segment().await.map_err(|e| tampered(&e))?;
+    let kind = kind
+        .as_deref()
+        .map(|k| match k {
+            "pdf" => intake::Kind::Pdf,
+            "png" => intake::Kind::Png,
+            _ => intake::Kind::Jpeg,
+        })
+        .unwrap_or(intake::Kind::Pdf);
+    let body = futures_util::stream::unfold(
+        (Some(first), reader),
+        |(first, mut reader)| async move {
+            if let Some(Some(part)) = first {
+                return Some((
+                    Ok::<_, actix_web::Error>(web::Bytes::from(part)),
+                    (None, reader),
+                ));
+            }
+            match reader.next_segment().await {
+                Ok(Some(part)) => Some((Ok(web::Bytes::from(part)), (None, reader))),
+                Ok(None) => None,
+                Err(e) => {
+                    tracing::error!(error = %e, "a stored document failed its check while being sent");
+                    Some((
+                        Err(actix_web::error::ErrorInternalServerError("altered")),
+                        (None, reader),
+                    ))
+                }
+            }
+        },
+    );
+    let ascii: String = label
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "._- ".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    Ok(HttpResponse::Ok()
+        .content_type(kind.content_type())
+        .insert_header((
+            "Content-Disposition",
+            format!("attachment; filename=\"{ascii}\""),
+        ))
+        .insert_header(("X-Content-Type-Options", "nosniff"))
+        .insert_header(("Cache-Control", "no-store"))
+        .streaming(body))
+}
+
+fn tampered(e: &vault::VaultError) -> AppError {
+    tracing::error!(error = %e, "a stored document could not be read back");
+    AppError::Internal("documento non leggibile".into())
+}
+
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.service(slot_page)
+        .service(upload)
+        .service(remove)
+        .service(download);
+}

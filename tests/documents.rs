@@ -1,0 +1,428 @@
+//! Document intake through HTTP: uploads for a pratica's attachment slots, inspected in a child
+//! process with limits, kept encrypted, listed on the receipt, downloaded only by who may. A corpus
+//! of hostile files made here, each refused with its message while the portal keeps answering.
+
+use lopdf::content::{Content, Operation};
+use lopdf::{dictionary, Document, Object, Stream};
+use portal::clock::Clock;
+use reqwest::StatusCode;
+use sha2::{Digest, Sha256};
+
+use crate::applications::{ready_draft, submission};
+use crate::appointments::Citizen;
+use crate::support::{spawn_app_with, TestApp};
+
+const SLOT: &str = "documentazione_sanitaria";
+
+async fn app() -> TestApp {
+    spawn_app_with(|c| {
+        c.documents.max_file_mb = 2;
+    })
+    .await
+}
+
+/// A one-page PDF saying `text`; `change` may add to it before it is saved.
+pub(crate) fn pdf_with(text: &str, change: impl FnOnce(&mut Document, lopdf::ObjectId)) -> Vec<u8> {
+    let mut doc = Document::with_version("1.5");
+    let pages_id = doc.new_object_id();
+    let font = doc.add_object(dictionary! {
+        "Type" => "Font", "Subtype" => "Type1", "BaseFont" => "Helvetica",
+    });
+    let content = Content {
+        operations: vec![
+            Operation::new("BT", vec![]),
+            Operation::new("Tf", vec!["F1".into(), 12.into()]),
+            Operation::new("Td", vec![72.into(), 720.into()]),
+            Operation::new("Tj", vec![Object::string_literal(text)]),
+            Operation::new("ET", vec![]),
+        ],
+    };
+    let stream = doc.add_object(Stream::new(dictionary! {}, content.encode().unwrap()));
+    let page = doc.add_object(dictionary! {
+        "Type" => "Page", "Parent" => pages_id, "Contents" => stream,
+    });
+    doc.objects.insert(
+        pages_id,
+        Object::Dictionary(dictionary! {
+            "Type" => "Pages", "Kids" => vec![page.into()], "Count" => 1,
+            "Resources" => dictionary! { "Font" => dictionary! { "F1" => font } },
+            "MediaBox" => vec![0.into(), 0.into(), 595.into(), 842.into()],
+        }),
+    );
+    let catalog = doc.add_object(dictionary! { "Type" => "Catalog", "Pages" => pages_id });
+    doc.trailer.set("Root", catalog);
+    change(&mut doc, catalog);
+    let mut out = Vec::new();
+    doc.save_to(&mut out).unwrap();
+    out
+}
+
+fn png(width: u32, height: u32) -> Vec<u8> {
+    let img = image::RgbImage::from_pixel(width, height, image::Rgb([20, 90, 200]));
+    let mut out = Vec::new();
+    image::DynamicImage::ImageRgb8(img)
+        .write_to(&mut std::io::Cursor::new(&mut out), image::ImageFormat::Png)
+        .unwrap();
+    out
+}
+
+fn jpeg(width: u32, height: u32) -> Vec<u8> {
+    let img = image::RgbImage::from_pixel(width, height, image::Rgb([120, 120, 120]));
+    let mut out = Vec::new();
+    image::DynamicImage::ImageRgb8(img)
+        .write_to(
+            &mut std::io::Cursor::new(&mut out),
+            image::ImageFormat::Jpeg,
+        )
+        .unwrap();
+    out
+}
+
+pub(crate) fn sha256(bytes: &[u8]) -> String {
+    Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// A multipart body with one file part.
+pub(crate) fn multipart(name: &str, bytes: &[u8]) -> (String, Vec<u8>) {
+    let boundary = "----sportello-test-boundary-7d1f";
+    let mut body = Vec::new();
+    body.extend_from_slice(
+        format!(
+            "--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{name}\"\r\nContent-Type: application/octet-stream\r\n\r\n"
+        )
+        .as_bytes(),
+    );
+    body.extend_from_slice(bytes);
+    body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+    (format!("multipart/form-data; boundary={boundary}"), body)
+}
+
+/// Uploads as the script does (JSON answer); returns the status and the answer.
+async fn upload(
+    c: &Citizen,
+    id: &str,
+    name: &str,
+    bytes: &[u8],
+) -> (StatusCode, serde_json::Value) {
+    let (content_type, body) = multipart(name, bytes);
+    let r = c
+        .raw_post(
+            &format!("/domande/{id}/allegati/{SLOT}"),
+            &content_type,
+            body,
+            true,
+        )
+        .await;
+    let status = r.status();
+    (status, r.json().await.unwrap_or(serde_json::Value::Null))
+}
+
+#[tokio::test]
+async fn documents_are_checked_kept_encrypted_and_listed_on_the_receipt() {
+    let app = app().await;
+    let citizen = Citizen::new(&app, 31).await;
+    let id = ready_draft(&app, &citizen.cf).await;
+
+    // From the step: the button saves the step and opens the slot's page.
+    let page = citizen
+        .text(&format!("/domande/{id}/allegati/{SLOT}?passo=3"))
+        .await;
+    assert!(
+        page.contains("Carica un documento") && page.contains("Nessun documento ancora"),
+        "{page}"
+    );
+
+    // A PDF, sent as a plain form would (no script: the token in the address, a redirect back).
+    let certificate = pdf_with("Relazione del medico di base", |_, _| {});
+    let (content_type, body) = multipart("../../etc/relazione medico.pdf", &certificate);
+    let r = citizen
+        .raw_post(
+            &format!(
+                "/domande/{id}/allegati/{SLOT}?csrf_token={}&passo=3",
+                citizen.csrf()
+            ),
+            &content_type,
+            body,
+            false,
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    let back = r.headers()["location"].to_str().unwrap().to_string();
+    assert!(
+        back.contains("esito=accettato") && back.contains("passo=3"),
+        "{back}"
+    );
+    let page = citizen.text(&back).await;
+    assert!(
+        page.contains("relazione medico.pdf") && page.contains("Accettato"),
+        "{page}"
+    );
+    assert!(
+        !page.contains("etc&#x2F;"),
+        "the name is a label, never a path"
+    );
+
+    // A photo: accepted, and stored re-encoded (its metadata and anything after it gone).
+    let (status, answer) = upload(&citizen, &id, "verbale.jpg", &jpeg(64, 48)).await;
+    assert_eq!(
+        (status, answer["stato"].as_str()),
+        (StatusCode::OK, Some("accettato"))
+    );
+
+    let docs: Vec<(String, String, String, String)> = sqlx::query_as(
+        "SELECT id, label, sha256, storage_id FROM documents WHERE application_id = $1 ORDER BY created_at, label",
+    )
+    .bind(&id)
+    .fetch_all(&app.db().pool)
+    .await
+    .unwrap();
+    assert_eq!(docs.len(), 2);
+    let (pdf_id, _, pdf_sha, pdf_storage) = docs
+        .iter()
+        .find(|d| d.1.ends_with(".pdf"))
+        .cloned()
+        .unwrap();
+    assert_eq!(pdf_sha, sha256(&certificate));
+    // Encrypted at rest, under a random name.
+    let stored = std::fs::read(app.config.data_dir.join("files").join(&pdf_storage)).unwrap();
+    assert!(!stored.windows(8).any(|w| w == b"Relazion") && !stored.starts_with(b"%PDF"));
+    assert!(!pdf_storage.contains("relazione"));
+
+    // Downloaded by its owner as it was uploaded, as an attachment.
+    let r = citizen.get(&format!("/documenti/{pdf_id}")).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(r.headers()["content-type"], "application/pdf");
+    assert!(r.headers()["content-disposition"]
+        .to_str()
+        .unwrap()
+        .starts_with("attachment"));
+    assert_eq!(r.headers()["x-content-type-options"], "nosniff");
+    assert_eq!(r.bytes().await.unwrap().as_ref(), certificate.as_slice());
+
+    // Another citizen: it does not exist. An operator of another ente neither; of this ente, an
+    // audited read.
+    let other = Citizen::new(&app, 32).await;
+    assert_eq!(
+        other.get(&format!("/documenti/{pdf_id}")).await.status(),
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        other
+            .get(&format!("/domande/{id}/allegati/{SLOT}"))
+            .await
+            .status(),
+        StatusCode::NOT_FOUND
+    );
+    let (ct, body) = multipart("x.pdf", &certificate);
+    assert_eq!(
+        other
+            .raw_post(&format!("/domande/{id}/allegati/{SLOT}"), &ct, body, true)
+            .await
+            .status(),
+        StatusCode::NOT_FOUND
+    );
+    let stranger = Citizen::staff(&app, 33, "montebello", portal::auth::Role::Operatore).await;
+    assert_eq!(
+        stranger.get(&format!("/documenti/{pdf_id}")).await.status(),
+        StatusCode::NOT_FOUND
+    );
+    let operator = Citizen::staff(&app, 34, "valleverde", portal::auth::Role::Operatore).await;
+    assert_eq!(
+        operator.get(&format!("/documenti/{pdf_id}")).await.status(),
+        StatusCode::OK
+    );
+    let audited: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM audit_log WHERE subject_cf = $1 AND object = $2")
+            .bind(&citizen.cf)
+            .bind(format!("documento:{pdf_id}"))
+            .fetch_one(&app.db().pool)
+            .await
+            .unwrap();
+    assert_eq!(audited, 1);
+
+    // At submission the receipt's snapshot lists both, with size and SHA-256.
+    let answers = portal::applications::form::Answers::new();
+    portal::applications::store::submit(
+        app.db(),
+        app.clock.now_ms(),
+        &id,
+        &submission(&citizen.cf, "valleverde", &answers),
+    )
+    .await
+    .unwrap();
+    let snapshot: String = sqlx::query_scalar("SELECT snapshot FROM applications WHERE id = $1")
+        .bind(&id)
+        .fetch_one(&app.db().pool)
+        .await
+        .unwrap();
+    let snapshot: serde_json::Value = serde_json::from_str(&snapshot).unwrap();
+    let listed = snapshot["attachments"].as_array().unwrap();
+    assert_eq!(listed.len(), 2);
+    assert!(listed
+        .iter()
+        .any(|a| a["sha256"] == pdf_sha.as_str() && a["size"] == certificate.len()));
+    // Sent: the documents can no longer change.
+    let (status, _) = upload(&citizen, &id, "tardi.pdf", &certificate).await;
+    assert_eq!(status, StatusCode::CONFLICT);
+
+    // A stored file altered on disk is detected, never served.
+    let path = app.config.data_dir.join("files").join(&pdf_storage);
+    let mut bytes = std::fs::read(&path).unwrap();
+    let at = bytes.len() / 2;
+    bytes[at] ^= 0x40;
+    std::fs::write(&path, bytes).unwrap();
+    let r = citizen.get(&format!("/documenti/{pdf_id}")).await;
+    assert_eq!(r.status(), StatusCode::INTERNAL_SERVER_ERROR);
+    assert!(!r.text().await.unwrap().contains("Relazione"));
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn hostile_files_are_refused_with_their_message_and_the_portal_carries_on() {
+    let app = app().await;
+    let citizen = Citizen::new(&app, 41).await;
+    let id = ready_draft(&app, &citizen.cf).await;
+    let valid = pdf_with("Certificato", |_, _| {});
+
+    let nested = {
+        let mut f = b"%PDF-1.5\n1 0 obj\n".to_vec();
+        f.extend(std::iter::repeat_n(b'[', 200_000));
+        f.extend(std::iter::repeat_n(b']', 200_000));
+        f.extend_from_slice(b"\nendobj\ntrailer\n<< /Root 1 0 R >>\n%%EOF\n");
+        f
+    };
+    let bomb = pdf_with("x", |doc, _| {
+        use std::io::Write;
+        let mut z = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::best());
+        let zeros = vec![b' '; 1 << 20];
+        for _ in 0..24 {
+            z.write_all(&zeros).unwrap();
+        }
+        let packed = z.finish().unwrap();
+        let pages = doc.get_pages();
+        let page = *pages.values().next().unwrap();
+        let stream = doc.add_object(Stream::new(
+            dictionary! { "Filter" => "FlateDecode" },
+            packed,
+        ));
+        if let Ok(Object::Dictionary(d)) = doc.get_object_mut(page) {
+            d.set("Contents", stream);
+        }
+    });
+    let javascript = pdf_with("x", |doc, catalog| {
+        if let Ok(Object::Dictionary(d)) = doc.get_object_mut(catalog) {
+            d.set(
+                "OpenAction",
+                dictionary! { "S" => "JavaScript", "JS" => Object::string_literal("app.alert(1)") },
+            );
+        }
+    });
+    let encrypted = pdf_with("x", |doc, _| {
+        doc.trailer.set(
+            "Encrypt",
+            dictionary! {
+                "Filter" => "Standard", "V" => 1, "R" => 2, "P" => -4,
+                "O" => Object::string_literal(vec![7u8; 32]),
+                "U" => Object::string_literal(vec![9u8; 32]),
+            },
+        );
+        doc.trailer.set(
+            "ID",
+            vec![
+                Object::string_literal(vec![1u8; 16]),
+                Object::string_literal(vec![1u8; 16]),
+            ],
+        );
+    });
+    let polyglot = {
+        let mut f = jpeg(16, 16);
+        f.extend_from_slice(b"PK\x03\x04\x14\x00\x00\x00\x08\x00secret.txt");
+        f
+    };
+    let huge = {
+        let mut f = png(1, 1);
+        f[16..20].copy_from_slice(&100_000u32.to_be_bytes());
+        f[20..24].copy_from_slice(&100_000u32.to_be_bytes());
+        // The header's checksum made right again: only the size is a lie.
+        let mut crc = flate2::Crc::new();
+        crc.update(&f[12..29]);
+        f[29..33].copy_from_slice(&crc.sum().to_be_bytes());
+        f
+    };
+    let too_big = vec![b'%'; 3 * 1024 * 1024];
+    let cases: Vec<(&str, Vec<u8>, StatusCode, &str)> = vec![
+        ("vuoto.pdf", Vec::new(), StatusCode::OK, "vuoto"),
+        (
+            "troncato.pdf",
+            valid[..40].to_vec(),
+            StatusCode::OK,
+            "danneggiato",
+        ),
+        ("annidato.pdf", nested, StatusCode::OK, "Il "),
+        (
+            "senza-pagine.pdf",
+            b"%PDF-1.4\ntrailer\n<< >>\n%%EOF\n".to_vec(),
+            StatusCode::OK,
+            "danneggiato",
+        ),
+        ("bomba.pdf", bomb, StatusCode::OK, "enormi"),
+        ("script.pdf", javascript, StatusCode::OK, "codice"),
+        ("protetto.pdf", encrypted, StatusCode::OK, "password"),
+        ("foto.jpg", polyglot, StatusCode::OK, "nascosti"),
+        ("gigante.png", huge, StatusCode::OK, "pixel"),
+        (
+            "programma.pdf",
+            b"MZ\x90\x00\x03".to_vec(),
+            StatusCode::OK,
+            "non è un PDF, un JPEG o un PNG",
+        ),
+        (
+            "grande.pdf",
+            too_big,
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "supera i 2 MB",
+        ),
+    ];
+    for (name, bytes, expected, message) in cases {
+        let (status, answer) = upload(&citizen, &id, name, &bytes).await;
+        assert_eq!(status, expected, "{name}: {answer}");
+        assert_eq!(answer["stato"], "rifiutato", "{name}: {answer}");
+        let reason = answer["motivo"].as_str().unwrap_or_default();
+        assert!(reason.contains(message), "{name}: {reason}");
+        assert_eq!(
+            app.get("/healthz").await.status(),
+            StatusCode::OK,
+            "after {name}"
+        );
+    }
+    // The refusals are listed with their reasons; nothing refused was stored.
+    let page = citizen
+        .text(&format!("/domande/{id}/allegati/{SLOT}"))
+        .await;
+    assert!(page.contains("Rifiutato") && page.contains("password"));
+    let stored: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM documents WHERE application_id = $1 AND storage_id IS NOT NULL",
+    )
+    .bind(&id)
+    .fetch_one(&app.db().pool)
+    .await
+    .unwrap();
+    assert_eq!(stored, 0);
+    assert_eq!(
+        std::fs::read_dir(app.config.data_dir.join("tmp"))
+            .unwrap()
+            .count(),
+        0,
+        "no temporary file left behind"
+    );
+    // A file can be removed, and a good one still goes in.
+    let (status, answer) = upload(&citizen, &id, "buono.pdf", &valid).await;
+    assert_eq!(
+        (status, answer["stato"].as_str()),
+        (StatusCode::OK, Some("accettato"))
+    );
+    app.stop().await;
+}
