@@ -405,7 +405,8 @@ async fn the_reference_client_takes_new_pratiche_in_charge_once() {
 
 /// On PostgreSQL an outbox id is taken before its transaction commits, so a later event can become
 /// visible first; the feed must not move its cursor past the one still open (it would never be
-/// read). SQLite has one writer at a time, so its ids are in commit order already.
+/// read): it waits for the writers. SQLite has one writer at a time, so its ids are in commit
+/// order already.
 #[tokio::test]
 async fn the_feed_never_skips_an_event_committed_late() {
     if crate::support::backend() != portal::config::Backend::Postgres {
@@ -425,14 +426,18 @@ async fn the_feed_never_skips_an_event_committed_late() {
     .await
     .expect("outbox");
     let later = sent(&app, "RSSMRA80A01H501U", "valleverde").await;
-    let page = feed(&app, &vv, "").await;
-    assert_eq!(
-        page["eventi"].as_array().map(Vec::len),
-        Some(0),
-        "nothing past the open transaction: {page}"
-    );
+    // The read waits for the open transaction rather than pass over its event.
+    let reading = {
+        let (client, url, vv) = (app.client.clone(), app.absolute("/csi/eventi"), vv.clone());
+        tokio::spawn(async move {
+            let r = client.get(url).bearer_auth(vv).send().await.expect("feed");
+            r.json::<Value>().await.expect("JSON")
+        })
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    assert!(!reading.is_finished(), "the feed waits for the writer");
     open.commit().await.expect("commit");
-    let page = feed(&app, &vv, "").await;
+    let page = reading.await.expect("the feed answers");
     let subjects: Vec<&str> = page["eventi"]
         .as_array()
         .expect("events")

@@ -241,7 +241,7 @@ async fn documents_are_checked_kept_encrypted_and_listed_on_the_receipt() {
             .fetch_one(&app.db().pool)
             .await
             .unwrap();
-    assert_eq!(audited, 1);
+    assert_eq!(audited, 1, "the operator's read is audited");
 
     // At submission the receipt's snapshot lists both, with size and SHA-256.
     let answers = portal::applications::form::Answers::new();
@@ -264,6 +264,18 @@ async fn documents_are_checked_kept_encrypted_and_listed_on_the_receipt() {
     assert!(listed
         .iter()
         .any(|a| a["sha256"] == pdf_sha.as_str() && a["size"] == certificate.len()));
+    // The operator sees them on the pratica's page and opens one in the browser.
+    let desk = operator.text(&format!("/ufficio/pratiche/{id}")).await;
+    assert!(
+        desk.contains("relazione medico.pdf")
+            && desk.contains(&format!("/documenti/{pdf_id}?vedi=1")),
+        "{desk}"
+    );
+    let inline = operator.get(&format!("/documenti/{pdf_id}?vedi=1")).await;
+    assert!(inline.headers()["content-disposition"]
+        .to_str()
+        .unwrap()
+        .starts_with("inline"));
     // Sent: the documents can no longer change.
     let (status, _) = upload(&citizen, &id, "tardi.pdf", &certificate).await;
     assert_eq!(status, StatusCode::CONFLICT);

@@ -323,6 +323,10 @@ pub struct DocumentsConfig {
     pub inspect_memory_mb: u64,
     /// The program run (as `<program> intake <in> <out>`) to inspect a file; default: this binary.
     pub intake_program: Option<PathBuf>,
+    /// How many files are inspected at once in this process (each in its own child process).
+    pub inspect_concurrency: usize,
+    /// clamd for the virus scan (`host:port` or a Unix socket path); unset: no scan.
+    pub clamd: Option<String>,
 }
 
 impl Default for DocumentsConfig {
@@ -338,6 +342,8 @@ impl Default for DocumentsConfig {
             inspect_wall_seconds: 30,
             inspect_memory_mb: 1024,
             intake_program: None,
+            inspect_concurrency: 2,
+            clamd: None,
         }
     }
 }

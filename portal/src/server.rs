@@ -60,6 +60,8 @@ pub struct AppState {
     pub asset_version: String,
     /// Where documents are kept, encrypted.
     pub vault: crate::documents::vault::Vault,
+    /// Turns for the child processes that inspect uploads (`documents.inspect_concurrency`).
+    pub inspections: Arc<tokio::sync::Semaphore>,
 }
 
 impl AppState {
@@ -351,6 +353,9 @@ impl Server {
         let metrics = Arc::new(Metrics::new());
         let state = web::Data::new(AppState {
             vault,
+            inspections: Arc::new(tokio::sync::Semaphore::new(
+                config.documents.inspect_concurrency.max(1),
+            )),
             asset_version: asset_version(&config.static_dir),
             public_url: public_url.clone(),
             db: db.clone(),

@@ -168,18 +168,12 @@ async fn feed(
         .collect();
     let sql = format!(
         "SELECT id, event_id, event_type, aggregate_id, payload, created_at FROM outbox \
-         WHERE id > $1 AND ente_code IN ({}){} ORDER BY id LIMIT $2",
+         WHERE id > $1 AND ente_code IN ({}) ORDER BY id LIMIT $2",
         if placeholders.is_empty() {
             "NULL".to_string()
         } else {
             placeholders.join(", ")
         },
-        // Not past an event whose transaction is still open (see migration 0008).
-        if state.db.backend == crate::config::Backend::Postgres {
-            " AND txid < pg_snapshot_xmin(pg_current_snapshot())::text::bigint"
-        } else {
-            ""
-        }
     );
     let mut q = sqlx::query_as::<_, (i64, String, String, String, String, i64)>(&sql)
         .bind(after)
@@ -187,7 +181,17 @@ async fn feed(
     for ente in &client.enti {
         q = q.bind(ente);
     }
-    let rows = q.fetch_all(&state.db.pool).await?;
+    // Read while no event is being written (see `csi::outbox`), so that an id taken by a
+    // transaction not yet committed is never passed over.
+    let mut tx = state.db.pool.begin().await?;
+    if state.db.backend == crate::config::Backend::Postgres {
+        sqlx::query("SELECT pg_advisory_xact_lock($1)")
+            .bind(super::OUTBOX_LOCK)
+            .execute(&mut *tx)
+            .await?;
+    }
+    let rows = q.fetch_all(&mut *tx).await?;
+    tx.commit().await?;
     let cursor = rows.last().map_or(after, |r| r.0);
     let events: Vec<Value> = rows
         .into_iter()

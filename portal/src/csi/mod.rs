@@ -11,6 +11,9 @@ pub mod events;
 
 use sqlx::{Any, Transaction};
 
+/// The PostgreSQL advisory lock that orders the feed's reads after the writers of events.
+pub const OUTBOX_LOCK: i64 = 0x5350_4f52_5445_4c4c;
+
 /// Writes one event for the CSI inside `tx`. `aggregate_type` and `aggregate_id` name the record
 /// (`pratica`, `appuntamento`), so that the events of one record are relayed in order; the
 /// payload's `ente` says which CSI may read it.
@@ -22,6 +25,14 @@ pub async fn outbox(
     aggregate_id: &str,
     payload: &serde_json::Value,
 ) -> Result<(), sqlx::Error> {
+    if (**tx).backend_name() == "PostgreSQL" {
+        // Ids are taken before commit: the HTTP feed, which reads by id, waits for the
+        // transactions writing events (held shared here until commit) before it reads.
+        sqlx::query("SELECT pg_advisory_xact_lock_shared($1)")
+            .bind(OUTBOX_LOCK)
+            .execute(&mut **tx)
+            .await?;
+    }
     sqlx::query(
         "INSERT INTO outbox (event_id, event_type, aggregate_type, aggregate_id, payload, available_at, created_at, ente_code) \
          VALUES ($1, $2, $3, $4, $5, $6, $6, $7)",

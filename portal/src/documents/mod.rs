@@ -7,6 +7,7 @@
 //! (multipart; a plain form works without JavaScript, `static/js/upload.js` adds a progress bar),
 //! and `GET /documenti/{id}`.
 
+pub mod clamd;
 pub mod sandbox;
 pub mod vault;
 
@@ -221,13 +222,13 @@ async fn slot_response(
 /// Bytes and files of the pratica and of the citizen, counting what is kept and not refused.
 async fn usage(db: &Db, application_id: &str, cf: &str) -> Result<(i64, i64, i64), sqlx::Error> {
     let (files, bytes): (i64, Option<i64>) = sqlx::query_as(
-        "SELECT COUNT(*), SUM(size) FROM documents WHERE application_id = $1 AND removed_at IS NULL AND status <> 'rifiutato'",
+        "SELECT COUNT(*), CAST(COALESCE(SUM(size), 0) AS BIGINT) FROM documents WHERE application_id = $1 AND removed_at IS NULL AND status <> 'rifiutato'",
     )
     .bind(application_id)
     .fetch_one(&db.pool)
     .await?;
     let citizen: Option<i64> = sqlx::query_scalar(
-        "SELECT SUM(size) FROM documents WHERE owner_cf = $1 AND removed_at IS NULL AND status <> 'rifiutato'",
+        "SELECT CAST(COALESCE(SUM(size), 0) AS BIGINT) FROM documents WHERE owner_cf = $1 AND removed_at IS NULL AND status <> 'rifiutato'",
     )
     .bind(cf)
     .fetch_one(&db.pool)
@@ -384,9 +385,26 @@ async fn upload(
     .await?;
 
     let clean = TempFile(tmp.0.with_extension("clean"));
-    let verdict = sandbox::inspect(limits, &tmp.0, &clean.0)
-        .await
-        .map_err(|e| AppError::Internal(format!("inspection: {e}")))?;
+    let scanned = match &limits.clamd {
+        Some(address) => clamd::scan(address, &tmp.0).await,
+        None => clamd::Scan::Clean,
+    };
+    let verdict = match scanned {
+        clamd::Scan::Refused(motivo) => intake::Verdict::Rifiutato {
+            motivo: motivo.into(),
+        },
+        clamd::Scan::Clean => {
+            // A few at a time: each child holds its file in memory.
+            let _turn = state
+                .inspections
+                .acquire()
+                .await
+                .map_err(|e| AppError::Internal(format!("inspection: {e}")))?;
+            sandbox::inspect(limits, &tmp.0, &clean.0)
+                .await
+                .map_err(|e| AppError::Internal(format!("inspection: {e}")))?
+        }
+    };
     let (stato, motivo) = match verdict {
         intake::Verdict::Accettato {
             kind,
@@ -493,12 +511,19 @@ type StoredRow = (
 
 /// The document, decrypted as it is sent: to its owner, or to staff of the pratica's ente (an
 /// audited read). To anyone else it does not exist.
+#[derive(Debug, Deserialize)]
+struct DownloadQuery {
+    /// Shown in the browser (PDFs and images) instead of saved.
+    vedi: Option<String>,
+}
+
 #[get("/documenti/{id}")]
 async fn download(
     state: web::Data<AppState>,
     req: HttpRequest,
     principal: Principal,
     id: web::Path<String>,
+    query: web::Query<DownloadQuery>,
 ) -> Result<HttpResponse, AppError> {
     let row: Option<StoredRow> =
         sqlx::query_as(
@@ -592,7 +617,14 @@ async fn download(
         .content_type(kind.content_type())
         .insert_header((
             "Content-Disposition",
-            format!("attachment; filename=\"{ascii}\""),
+            format!(
+                "{}; filename=\"{ascii}\"",
+                if query.vedi.is_some() {
+                    "inline"
+                } else {
+                    "attachment"
+                }
+            ),
         ))
         .insert_header(("X-Content-Type-Options", "nosniff"))
         .insert_header(("Cache-Control", "no-store"))

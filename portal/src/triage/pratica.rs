@@ -212,6 +212,10 @@ async fn page(
     ctx.insert("applicant", &contacts);
     ctx.insert("cf", &app.applicant_cf);
     ctx.insert("requests", &requests);
+    ctx.insert(
+        "documents",
+        &crate::documents::for_application(&state.db, &app.id).await?,
+    );
     ctx.insert("log", &log(state, &app.id, 0).await?);
     ctx.insert("others", &others);
     ctx.insert(
