@@ -251,6 +251,44 @@ async fn a_citizen_logs_in_with_chromium_and_every_page_passes_axe() {
     );
     check(&client, "passo con campo condizionato", &mut violations).await;
 
+    // A document uploaded through the page's script (progress bar, then the list again).
+    let here = client.current_url().await.unwrap().to_string();
+    let draft = here
+        .split("/domande/")
+        .nth(1)
+        .and_then(|rest| rest.split('/').next())
+        .unwrap()
+        .to_string();
+    client
+        .goto(&format!(
+            "{}/domande/{draft}/allegati/documentazione_sanitaria",
+            app.url
+        ))
+        .await
+        .unwrap();
+    check(&client, "documenti: caricamento", &mut violations).await;
+    let file = profile.path().join("relazione.pdf");
+    std::fs::write(&file, crate::documents::pdf_with("Relazione", |_, _| {})).unwrap();
+    client
+        .find(Locator::Id("file"))
+        .await
+        .unwrap()
+        .send_keys(file.to_str().unwrap())
+        .await
+        .unwrap();
+    press(&client, "form.sportello-upload button.btn-primary").await;
+    client
+        .wait()
+        .for_element(Locator::Css("#documenti"))
+        .await
+        .unwrap();
+    let listed = client.source().await.unwrap();
+    assert!(
+        listed.contains("relazione.pdf") && listed.contains("Accettato"),
+        "{listed}"
+    );
+    check(&client, "documenti: caricato", &mut violations).await;
+
     // Booking an appointment from the same service page, through the six steps.
     client
         .goto(&format!("{}/servizi/sad", app.url))

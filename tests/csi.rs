@@ -18,7 +18,7 @@ use crate::support::{spawn_app_with, TestApp};
 /// Monday 23 November 2026, 10:00 in Italy.
 const NOV_23_2026: i64 = 1_795_424_400_000;
 
-fn client(id: &str, secret: &str, ente: &str) -> CsiClient {
+pub(crate) fn client(id: &str, secret: &str, ente: &str) -> CsiClient {
     CsiClient {
         id: id.into(),
         secret_sha256: Sha256::digest(secret.as_bytes())
@@ -41,7 +41,7 @@ async fn app() -> TestApp {
     app
 }
 
-async fn token(app: &TestApp, id: &str, secret: &str) -> String {
+pub(crate) async fn token(app: &TestApp, id: &str, secret: &str) -> String {
     let r = app
         .client
         .post(app.absolute("/csi/token"))

@@ -17,6 +17,10 @@ const SLOT: &str = "documentazione_sanitaria";
 async fn app() -> TestApp {
     spawn_app_with(|c| {
         c.documents.max_file_mb = 2;
+        c.csi.clients = vec![
+            crate::csi::client("cartella-vv", "segreto-vv", "valleverde"),
+            crate::csi::client("cartella-mb", "segreto-mb", "montebello"),
+        ];
     })
     .await
 }
@@ -264,6 +268,58 @@ async fn documents_are_checked_kept_encrypted_and_listed_on_the_receipt() {
     assert!(listed
         .iter()
         .any(|a| a["sha256"] == pdf_sha.as_str() && a["size"] == certificate.len()));
+    // The CSI hears of each document, by reference, and downloads it with its own token; the CSI
+    // of another ente cannot.
+    let vv = crate::csi::token(&app, "cartella-vv", "segreto-vv").await;
+    let feed: serde_json::Value = app
+        .client
+        .get(app.absolute("/csi/eventi"))
+        .bearer_auth(&vv)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let received: Vec<&serde_json::Value> = feed["eventi"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["type"] == "it.sportello.documento.ricevuto.v1")
+        .collect();
+    assert_eq!(received.len(), 2, "{feed}");
+    for e in &received {
+        portal::csi::events::validate("documento.ricevuto", &e["data"]).unwrap();
+    }
+    let href = received
+        .iter()
+        .find(|e| e["data"]["documento"] == pdf_id.as_str())
+        .map(|e| e["data"]["href"].as_str().unwrap().to_string())
+        .unwrap();
+    let by_csi = app
+        .client
+        .get(app.absolute(&href))
+        .bearer_auth(&vv)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(by_csi.status(), StatusCode::OK);
+    assert_eq!(
+        by_csi.bytes().await.unwrap().as_ref(),
+        certificate.as_slice()
+    );
+    let mb = crate::csi::token(&app, "cartella-mb", "segreto-mb").await;
+    let other_csi = app
+        .client
+        .get(app.absolute(&href))
+        .bearer_auth(&mb)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(other_csi.status(), StatusCode::NOT_FOUND);
+    let anonymous = app.client.get(app.absolute(&href)).send().await.unwrap();
+    assert_eq!(anonymous.status(), StatusCode::UNAUTHORIZED);
+
     // The operator sees them on the pratica's page and opens one in the browser.
     let desk = operator.text(&format!("/ufficio/pratiche/{id}")).await;
     assert!(

@@ -381,6 +381,7 @@ pub async fn submit(
         "due_date": due.to_string(),
     });
     crate::csi::outbox(&mut tx, now_ms, "pratica", "pratica.inviata", id, &event).await?;
+    crate::documents::tell_csi(&mut tx, now_ms, id, s.ente_code, None).await?;
     let receipt = crate::alerts::Alert::new(
         crate::alerts::Kind::Ricevuta,
         s.applicant_cf,

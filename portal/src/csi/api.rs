@@ -515,6 +515,47 @@ async fn incoming(
     })
 }
 
+/// A document the CSI read of in a `documento.ricevuto` event, for a client serving its ente.
+#[get("/csi/documenti/{id}")]
+async fn document(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    id: web::Path<String>,
+) -> Result<HttpResponse, AppError> {
+    let client = match client(&state, &req).await? {
+        Ok(c) => c,
+        Err(refused) => return Ok(refused),
+    };
+    let row: Option<crate::documents::StoredRow> =
+        sqlx::query_as(
+            "SELECT d.owner_cf, d.application_id, d.label, d.kind, d.storage_id, d.wrapped_key, a.ente_code \
+             FROM documents d JOIN applications a ON a.id = d.application_id \
+             WHERE d.id = $1 AND d.status = 'accettato' AND d.removed_at IS NULL AND a.status <> 'bozza'",
+        )
+        .bind(id.as_str())
+        .fetch_optional(&state.db.pool)
+        .await?;
+    let Some((_, _, label, kind, Some(storage_id), Some(wrapped), ente)) = row else {
+        return Err(AppError::NotFound);
+    };
+    if !client.enti.contains(&ente) {
+        return Err(AppError::NotFound);
+    }
+    tracing::info!(client = %client.id, "the CSI downloaded a document");
+    crate::documents::send(
+        &state,
+        &crate::documents::Stored {
+            id: id.as_str(),
+            storage_id: &storage_id,
+            wrapped: &wrapped,
+            kind: kind.as_deref(),
+            label: &label,
+        },
+        false,
+    )
+    .await
+}
+
 #[get("/csi/asyncapi.yaml")]
 async fn asyncapi() -> HttpResponse {
     HttpResponse::Ok()
@@ -535,6 +576,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .service(feed)
         .service(acknowledge)
         .service(incoming)
+        .service(document)
         .service(asyncapi)
         .service(schema);
 }

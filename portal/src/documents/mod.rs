@@ -118,6 +118,60 @@ pub async fn for_application(db: &Db, application_id: &str) -> Result<Vec<Docume
         .collect()
 }
 
+/// Tells the CSI of the accepted documents of a pratica (`only`: one of them), one
+/// `documento.ricevuto` event each: the document travels by reference, `GET /csi/documenti/<id>`
+/// with the CSI's own (short-lived) token, never inside the event.
+pub async fn tell_csi(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    now_ms: i64,
+    application_id: &str,
+    ente: &str,
+    only: Option<&str>,
+) -> Result<(), sqlx::Error> {
+    type Accepted = (
+        String,
+        String,
+        String,
+        Option<String>,
+        Option<i32>,
+        i64,
+        String,
+    );
+    let rows: Vec<Accepted> = sqlx::query_as(
+        "SELECT id, slot, label, kind, pages, size, sha256 FROM documents WHERE application_id = $1 \
+         AND status = 'accettato' AND removed_at IS NULL AND (CAST($2 AS TEXT) IS NULL OR id = CAST($2 AS TEXT)) ORDER BY created_at, id",
+    )
+    .bind(application_id)
+    .bind(only)
+    .fetch_all(&mut **tx)
+    .await?;
+    for (id, slot, label, kind, pages, size, sha256) in rows {
+        let payload = serde_json::json!({
+            "pratica": application_id,
+            "ente": ente,
+            "documento": id,
+            "allegato": slot,
+            "nome": label,
+            "tipo": kind,
+            "pagine": pages,
+            "dimensione": size,
+            "sha256": sha256,
+            "href": format!("/csi/documenti/{id}"),
+            "at": now_ms,
+        });
+        crate::csi::outbox(
+            tx,
+            now_ms,
+            "pratica",
+            "documento.ricevuto",
+            application_id,
+            &payload,
+        )
+        .await?;
+    }
+    Ok(())
+}
+
 /// The name given to the file, as a label only: the last path component, without control
 /// characters, at most 120 characters; never used as a path.
 pub fn clean_label(name: &str) -> String {
@@ -431,6 +485,13 @@ async fn upload(
             .bind(wrapped)
             .execute(&state.db.pool)
             .await?;
+            if app.status != Status::Bozza {
+                // An answer to a request for documents: the CSI hears of it now (a draft's
+                // documents go with its submission).
+                let mut tx = state.db.pool.begin().await?;
+                tell_csi(&mut tx, now, &app.id, &app.ente_code, Some(&doc_id)).await?;
+                tx.commit().await?;
+            }
             ("accettato", None)
         }
         intake::Verdict::Rifiutato { motivo } => {
@@ -499,7 +560,7 @@ fn query_step(req: &HttpRequest) -> String {
 }
 
 /// owner, pratica, label, kind, storage id, wrapped key, ente.
-type StoredRow = (
+pub type StoredRow = (
     String,
     String,
     String,
@@ -565,16 +626,46 @@ async fn download(
         AppError::Forbidden => AppError::NotFound,
         other => other,
     })?;
+    send(
+        &state,
+        &Stored {
+            id: id.as_str(),
+            storage_id: &storage_id,
+            wrapped: &wrapped,
+            kind: kind.as_deref(),
+            label: &label,
+        },
+        query.vedi.is_some(),
+    )
+    .await
+}
+
+/// A stored document, as the database holds it.
+pub struct Stored<'a> {
+    pub id: &'a str,
+    pub storage_id: &'a str,
+    pub wrapped: &'a [u8],
+    pub kind: Option<&'a str>,
+    pub label: &'a str,
+}
+
+/// The document decrypted as it is sent, checked segment by segment; `inline` to show it in the
+/// browser, otherwise as an attachment. Whoever calls this has checked who is asking.
+pub async fn send(
+    state: &AppState,
+    doc: &Stored<'_>,
+    inline: bool,
+) -> Result<HttpResponse, AppError> {
     let mut reader = state
         .vault
-        .open_file(id.as_str(), &storage_id, &wrapped)
+        .open_file(doc.id, doc.storage_id, doc.wrapped)
         .await
         .map_err(|e| tampered(&e))?;
     // The first segment is checked before anything is sent, so that a tampered file answers an
     // error page; a later bad segment ends the download short (the browser reports it failed).
     let first = reader.next_segment().await.map_err(|e| tampered(&e))?;
-    let kind = kind
-        .as_deref()
+    let kind = doc
+        .kind
         .map(|k| match k {
             "pdf" => intake::Kind::Pdf,
             "png" => intake::Kind::Png,
@@ -603,7 +694,8 @@ async fn download(
             }
         },
     );
-    let ascii: String = label
+    let ascii: String = doc
+        .label
         .chars()
         .map(|c| {
             if c.is_ascii_alphanumeric() || "._- ".contains(c) {
@@ -619,11 +711,7 @@ async fn download(
             "Content-Disposition",
             format!(
                 "{}; filename=\"{ascii}\"",
-                if query.vedi.is_some() {
-                    "inline"
-                } else {
-                    "attachment"
-                }
+                if inline { "inline" } else { "attachment" }
             ),
         ))
         .insert_header(("X-Content-Type-Options", "nosniff"))
