@@ -34,6 +34,7 @@ use tokio::sync::watch;
 use super::api::{apply, Applied};
 use super::events::cloud_event;
 use crate::config::CsiClient;
+use crate::db::Db;
 use crate::server::AppState;
 use crate::telemetry::OutcomeLabels;
 
@@ -161,7 +162,7 @@ fn wall_ms() -> i64 {
 }
 
 /// Takes or renews the relay lease for `holder`; false while another process holds it.
-async fn hold_lease(state: &AppState, holder: &str) -> BrokerResult<bool> {
+async fn hold_lease(db: &Db, holder: &str) -> BrokerResult<bool> {
     let now = wall_ms();
     let done = sqlx::query(
         "INSERT INTO relay_leases (name, holder, lease_until) VALUES ($1, $2, $3) \
@@ -172,17 +173,17 @@ async fn hold_lease(state: &AppState, holder: &str) -> BrokerResult<bool> {
     .bind(holder)
     .bind(now + LEASE_MS)
     .bind(now)
-    .execute(&state.db.pool)
+    .execute(&db.pool)
     .await
     .map_err(|e| format!("lease: {e}"))?;
     Ok(done.rows_affected() == 1)
 }
 
-async fn release_lease(state: &AppState, holder: &str) {
+async fn release_lease(db: &Db, holder: &str) {
     let released = sqlx::query("DELETE FROM relay_leases WHERE name = $1 AND holder = $2")
         .bind(LEASE)
         .bind(holder)
-        .execute(&state.db.pool)
+        .execute(&db.pool)
         .await;
     if let Err(e) = released {
         tracing::warn!(error = %e, "the relay lease could not be released; it lapses by itself");
@@ -203,13 +204,18 @@ fn rfc3339(ms: i64) -> String {
 
 /// Publishes the next pending rows in order and marks sent those the broker confirmed; returns
 /// how many. Stops at the first that was not confirmed (an error: the session starts again).
-async fn relay_batch(state: &AppState, channel: &Channel, names: &Names) -> BrokerResult<usize> {
+async fn relay_batch(
+    state: &AppState,
+    db: &Db,
+    channel: &Channel,
+    names: &Names,
+) -> BrokerResult<usize> {
     let rows: Vec<Row> = sqlx::query_as(
         "SELECT id, event_id, event_type, aggregate_id, payload, created_at, ente_code FROM outbox \
          WHERE status = 'pending' ORDER BY id LIMIT $1",
     )
     .bind(BATCH)
-    .fetch_all(&state.db.pool)
+    .fetch_all(&db.pool)
     .await
     .map_err(|e| format!("outbox: {e}"))?;
     let metrics = &state.metrics.broker;
@@ -272,7 +278,7 @@ async fn relay_batch(state: &AppState, channel: &Channel, names: &Names) -> Brok
         for (id, _) in chunk {
             q = q.bind(id);
         }
-        q.execute(&state.db.pool)
+        q.execute(&db.pool)
             .await
             .map_err(|e| format!("outbox: {e}"))?;
     }
@@ -297,9 +303,9 @@ async fn relay_batch(state: &AppState, channel: &Channel, names: &Names) -> Brok
     Ok(confirmed.len())
 }
 
-async fn pending(state: &AppState) -> BrokerResult<i64> {
+async fn pending(db: &Db) -> BrokerResult<i64> {
     sqlx::query_scalar("SELECT COUNT(*) FROM outbox WHERE status = 'pending'")
-        .fetch_one(&state.db.pool)
+        .fetch_one(&db.pool)
         .await
         .map_err(|e| format!("outbox: {e}"))
 }
@@ -412,6 +418,7 @@ async fn session(
     state: &AppState,
     url: &str,
     names: &Names,
+    db: &Db,
     holder: &str,
     stop: &mut watch::Receiver<bool>,
     backoff: &mut Duration,
@@ -460,11 +467,11 @@ async fn session(
                 None => return Err("the broker cancelled the consumer".into()),
             },
             _ = tick.tick() => {
-                if hold_lease(state, holder).await? {
+                if hold_lease(db, holder).await? {
                     // Until the backlog is through, batch after batch.
-                    while relay_batch(state, &publisher, names).await? == BATCH as usize {}
+                    while relay_batch(state, db, &publisher, names).await? == BATCH as usize {}
                 }
-                state.metrics.broker.pending.set(pending(state).await?);
+                state.metrics.broker.pending.set(pending(db).await?);
             }
         }
     }
@@ -486,9 +493,17 @@ pub fn spawn(
     let names = Names::new(&state.config.broker.prefix);
     let holder = uuid::Uuid::new_v4().to_string();
     Some(tokio::spawn(async move {
+        // Connections of its own, so that a busy portal does not keep the relay waiting for one.
+        let db = match Db::connect(&state.config.database_url(), 2).await {
+            Ok(db) => db,
+            Err(e) => {
+                tracing::warn!(error = %e, "the relay shares the portal's connections");
+                state.db.clone()
+            }
+        };
         let mut backoff = FIRST_BACKOFF;
         loop {
-            let ended = session(&state, &url, &names, &holder, &mut stop, &mut backoff).await;
+            let ended = session(&state, &url, &names, &db, &holder, &mut stop, &mut backoff).await;
             state.metrics.broker.connected.set(0);
             match ended {
                 Ok(()) => break,
@@ -505,6 +520,7 @@ pub fn spawn(
                 break;
             }
         }
-        release_lease(&state, &holder).await;
+        release_lease(&db, &holder).await;
+        db.pool.close().await;
     }))
 }
