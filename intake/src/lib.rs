@@ -28,6 +28,13 @@ impl Kind {
         }
     }
 
+    /// The kind stored as its extension (`pdf`, `jpg`, `png`).
+    pub fn from_extension(ext: &str) -> Option<Kind> {
+        [Kind::Pdf, Kind::Jpeg, Kind::Png]
+            .into_iter()
+            .find(|k| k.extension() == ext)
+    }
+
     pub fn extension(self) -> &'static str {
         match self {
             Kind::Pdf => "pdf",

@@ -297,21 +297,15 @@ pub async fn submit(
     .await?;
     let numero = format!("{year}/{seq:06}");
     let code = verification_code();
-    // The documents accepted for the draft, as the receipt lists them.
-    let attachments: Vec<(String, String, i64, String)> = sqlx::query_as(
-        "SELECT slot, label, size, sha256 FROM documents WHERE application_id = $1 \
-         AND status = 'accettato' AND removed_at IS NULL ORDER BY created_at",
-    )
-    .bind(id)
-    .fetch_all(&mut *tx)
-    .await?;
-    let attachments = attachments
-        .into_iter()
-        .map(|(slot, name, size, sha256)| SnapshotAttachment {
-            slot,
-            name,
-            size: u64::try_from(size).unwrap_or(0),
-            sha256,
+    // The documents accepted for the draft: the receipt lists them, the CSI hears of them.
+    let documents = crate::documents::accepted(&mut tx, id, None).await?;
+    let attachments = documents
+        .iter()
+        .map(|d| SnapshotAttachment {
+            slot: d.slot.clone(),
+            name: d.label.clone(),
+            size: u64::try_from(d.size).unwrap_or(0),
+            sha256: d.sha256.clone(),
         })
         .collect();
     let snapshot = Snapshot {
@@ -381,7 +375,7 @@ pub async fn submit(
         "due_date": due.to_string(),
     });
     crate::csi::outbox(&mut tx, now_ms, "pratica", "pratica.inviata", id, &event).await?;
-    crate::documents::tell_csi(&mut tx, now_ms, id, s.ente_code, None).await?;
+    crate::documents::tell_csi(&mut tx, now_ms, id, s.ente_code, &documents).await?;
     let receipt = crate::alerts::Alert::new(
         crate::alerts::Kind::Ricevuta,
         s.applicant_cf,

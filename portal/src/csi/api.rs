@@ -197,20 +197,13 @@ async fn feed(
         .into_iter()
         .map(
             |(_, event_id, event_type, aggregate_id, payload, created_at)| {
-                let time = time::OffsetDateTime::from_unix_timestamp(created_at.div_euclid(1000))
-                    .ok()
-                    .and_then(|t| {
-                        t.format(&time::format_description::well_known::Rfc3339)
-                            .ok()
-                    })
-                    .unwrap_or_default();
                 cloud_event(
                     &state.public_url,
                     &event_id,
                     &event_type,
                     &aggregate_id,
-                    &time,
-                    serde_json::from_str(&payload).unwrap_or(Value::Null),
+                    created_at,
+                    &payload,
                 )
             },
         )
@@ -526,34 +519,12 @@ async fn document(
         Ok(c) => c,
         Err(refused) => return Ok(refused),
     };
-    let row: Option<crate::documents::StoredRow> =
-        sqlx::query_as(
-            "SELECT d.owner_cf, d.application_id, d.label, d.kind, d.storage_id, d.wrapped_key, a.ente_code \
-             FROM documents d JOIN applications a ON a.id = d.application_id \
-             WHERE d.id = $1 AND d.status = 'accettato' AND d.removed_at IS NULL AND a.status <> 'bozza'",
-        )
-        .bind(id.as_str())
-        .fetch_optional(&state.db.pool)
-        .await?;
-    let Some((_, _, label, kind, Some(storage_id), Some(wrapped), ente)) = row else {
-        return Err(AppError::NotFound);
-    };
-    if !client.enti.contains(&ente) {
-        return Err(AppError::NotFound);
-    }
+    let doc = crate::documents::find(&state.db, id.as_str())
+        .await?
+        .filter(|d| d.application_status != "bozza" && client.enti.contains(&d.ente_code))
+        .ok_or(AppError::NotFound)?;
     tracing::info!(client = %client.id, "the CSI downloaded a document");
-    crate::documents::send(
-        &state,
-        &crate::documents::Stored {
-            id: id.as_str(),
-            storage_id: &storage_id,
-            wrapped: &wrapped,
-            kind: kind.as_deref(),
-            label: &label,
-        },
-        false,
-    )
-    .await
+    crate::documents::send(&state, &doc, false).await
 }
 
 #[get("/csi/asyncapi.yaml")]

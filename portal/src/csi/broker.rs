@@ -16,7 +16,7 @@
 //!
 //! A lost connection is retried with backoff (0.5 s doubling to 10 s), forever.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use actix_web::web;
 use futures_util::StreamExt;
@@ -33,12 +33,14 @@ use tokio::sync::watch;
 
 use super::api::{apply, Applied};
 use super::events::cloud_event;
+use crate::clock::{Clock, SystemClock};
 use crate::config::CsiClient;
 use crate::db::Db;
 use crate::server::AppState;
 use crate::telemetry::OutcomeLabels;
 
-/// The lease a relaying process holds, and how long it lasts without renewal.
+/// The lease a relaying process holds, and how long it lasts without renewal. Leases and lag are
+/// about real time, whatever clock the domain uses: they read the system clock.
 const LEASE: &str = "outbox";
 const LEASE_MS: i64 = 15_000;
 /// Rows published per round (each round waits for all their confirms).
@@ -154,16 +156,9 @@ pub async fn declare(channel: &Channel, names: &Names, enti: &[String]) -> Broke
     Ok(())
 }
 
-/// Wall-clock milliseconds: leases and lag are about real time, whatever clock the domain uses.
-fn wall_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-}
-
 /// Takes or renews the relay lease for `holder`; false while another process holds it.
 async fn hold_lease(db: &Db, holder: &str) -> BrokerResult<bool> {
-    let now = wall_ms();
+    let now = SystemClock.now_ms();
     let done = sqlx::query(
         "INSERT INTO relay_leases (name, holder, lease_until) VALUES ($1, $2, $3) \
          ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, lease_until = excluded.lease_until \
@@ -192,16 +187,6 @@ async fn release_lease(db: &Db, holder: &str) {
 
 type Row = (i64, String, String, String, String, i64, Option<String>);
 
-fn rfc3339(ms: i64) -> String {
-    time::OffsetDateTime::from_unix_timestamp(ms.div_euclid(1000))
-        .ok()
-        .and_then(|t| {
-            t.format(&time::format_description::well_known::Rfc3339)
-                .ok()
-        })
-        .unwrap_or_default()
-}
-
 /// Publishes the next pending rows in order and marks sent those the broker confirmed; returns
 /// how many. Stops at the first that was not confirmed (an error: the session starts again).
 async fn relay_batch(
@@ -227,8 +212,8 @@ async fn relay_batch(
             event_id,
             event_type,
             aggregate_id,
-            &rfc3339(*created_at),
-            serde_json::from_str(payload).unwrap_or(Value::Null),
+            *created_at,
+            payload,
         )
         .to_string();
         let routing = format!("{}.{event_type}", ente.as_deref().unwrap_or("nessuno"));
@@ -267,7 +252,7 @@ async fn relay_batch(
             }
         }
     }
-    let now = wall_ms();
+    let now = SystemClock.now_ms();
     for chunk in confirmed.chunks(100) {
         let placeholders: Vec<String> = (0..chunk.len()).map(|i| format!("${}", i + 2)).collect();
         let sql = format!(
@@ -347,35 +332,27 @@ async fn inbound(
         Ok(body) => apply(state, client, &body).await,
         Err(_) => Ok(Applied::Refused("il messaggio non è JSON".into())),
     };
-    let label = |outcome: &str| OutcomeLabels {
-        outcome: outcome.into(),
+    let count = |outcome: &str| {
+        state
+            .metrics
+            .broker
+            .inbound
+            .get_or_create(&OutcomeLabels {
+                outcome: outcome.into(),
+            })
+            .inc();
     };
     match outcome {
         Ok(Applied::Applied) => {
-            state
-                .metrics
-                .broker
-                .inbound
-                .get_or_create(&label("applied"))
-                .inc();
+            count("applied");
             ack(&delivery).await
         }
         Ok(Applied::Duplicate(_)) => {
-            state
-                .metrics
-                .broker
-                .inbound
-                .get_or_create(&label("duplicate"))
-                .inc();
+            count("duplicate");
             ack(&delivery).await
         }
         Ok(Applied::Refused(reason)) => {
-            state
-                .metrics
-                .broker
-                .inbound
-                .get_or_create(&label("refused"))
-                .inc();
+            count("refused");
             tracing::warn!(%reason, "an event from the CSI was refused and dead-lettered");
             let mut headers = delivery.properties.headers().clone().unwrap_or_default();
             headers.insert("x-motivo".into(), AMQPValue::LongString(reason.into()));

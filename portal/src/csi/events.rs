@@ -61,14 +61,23 @@ pub fn validate(name: &str, value: &Value) -> Result<(), String> {
 }
 
 /// An outbox row as the CloudEvent the CSI reads.
+/// The CloudEvent of an outbox row: `created_at` in Unix milliseconds, `payload` as stored.
 pub fn cloud_event(
     source: &str,
     event_id: &str,
     event_type: &str,
     subject: &str,
-    time: &str,
-    data: Value,
+    created_at: i64,
+    payload: &str,
 ) -> Value {
+    let time = time::OffsetDateTime::from_unix_timestamp(created_at.div_euclid(1000))
+        .ok()
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_default();
+    let data: Value = serde_json::from_str(payload).unwrap_or(Value::Null);
     serde_json::json!({
         "specversion": "1.0",
         "id": event_id,

@@ -118,26 +118,25 @@ pub async fn for_application(db: &Db, application_id: &str) -> Result<Vec<Docume
         .collect()
 }
 
-/// Tells the CSI of the accepted documents of a pratica (`only`: one of them), one
-/// `documento.ricevuto` event each: the document travels by reference, `GET /csi/documenti/<id>`
-/// with the CSI's own (short-lived) token, never inside the event.
-pub async fn tell_csi(
+/// An accepted document of a pratica, as the receipt and the CSI see it.
+pub struct Accepted {
+    pub id: String,
+    pub slot: String,
+    pub label: String,
+    pub kind: Option<String>,
+    pub pages: Option<i32>,
+    pub size: i64,
+    pub sha256: String,
+}
+
+/// The accepted documents of a pratica (`only`: just that one), oldest first, read inside `tx`.
+pub async fn accepted(
     tx: &mut sqlx::Transaction<'_, sqlx::Any>,
-    now_ms: i64,
     application_id: &str,
-    ente: &str,
     only: Option<&str>,
-) -> Result<(), sqlx::Error> {
-    type Accepted = (
-        String,
-        String,
-        String,
-        Option<String>,
-        Option<i32>,
-        i64,
-        String,
-    );
-    let rows: Vec<Accepted> = sqlx::query_as(
+) -> Result<Vec<Accepted>, sqlx::Error> {
+    use sqlx::Row;
+    let rows = sqlx::query(
         "SELECT id, slot, label, kind, pages, size, sha256 FROM documents WHERE application_id = $1 \
          AND status = 'accettato' AND removed_at IS NULL AND (CAST($2 AS TEXT) IS NULL OR id = CAST($2 AS TEXT)) ORDER BY created_at, id",
     )
@@ -145,18 +144,43 @@ pub async fn tell_csi(
     .bind(only)
     .fetch_all(&mut **tx)
     .await?;
-    for (id, slot, label, kind, pages, size, sha256) in rows {
+    rows.iter()
+        .map(|r| {
+            Ok(Accepted {
+                id: r.try_get("id")?,
+                slot: r.try_get("slot")?,
+                label: r.try_get("label")?,
+                kind: r.try_get("kind")?,
+                pages: r.try_get("pages")?,
+                size: r.try_get("size")?,
+                sha256: r.try_get("sha256")?,
+            })
+        })
+        .collect()
+}
+
+/// Tells the CSI of `documents`, one `documento.ricevuto` event each: the document travels by
+/// reference, `GET /csi/documenti/<id>` with the CSI's own (short-lived) token, never inside the
+/// event.
+pub async fn tell_csi(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    now_ms: i64,
+    application_id: &str,
+    ente: &str,
+    documents: &[Accepted],
+) -> Result<(), sqlx::Error> {
+    for d in documents {
         let payload = serde_json::json!({
             "pratica": application_id,
             "ente": ente,
-            "documento": id,
-            "allegato": slot,
-            "nome": label,
-            "tipo": kind,
-            "pagine": pages,
-            "dimensione": size,
-            "sha256": sha256,
-            "href": format!("/csi/documenti/{id}"),
+            "documento": d.id,
+            "allegato": d.slot,
+            "nome": d.label,
+            "tipo": d.kind,
+            "pagine": d.pages,
+            "dimensione": d.size,
+            "sha256": d.sha256,
+            "href": format!("/csi/documenti/{}", d.id),
             "at": now_ms,
         });
         crate::csi::outbox(
@@ -322,7 +346,7 @@ async fn upload(
     mut payload: Multipart,
 ) -> Result<HttpResponse, AppError> {
     let (id, slot) = path.into_inner();
-    let (app, label) = uploadable(&state, &req, &principal, &id, &slot).await?;
+    let (app, _) = uploadable(&state, &req, &principal, &id, &slot).await?;
     let refuse = |message: String, status: StatusCode| -> Result<HttpResponse, AppError> {
         if wants_json(&req) {
             return Ok(HttpResponse::build(status).json(UploadAnswer {
@@ -489,7 +513,8 @@ async fn upload(
                 // An answer to a request for documents: the CSI hears of it now (a draft's
                 // documents go with its submission).
                 let mut tx = state.db.pool.begin().await?;
-                tell_csi(&mut tx, now, &app.id, &app.ente_code, Some(&doc_id)).await?;
+                let this = accepted(&mut tx, &app.id, Some(&doc_id)).await?;
+                tell_csi(&mut tx, now, &app.id, &app.ente_code, &this).await?;
                 tx.commit().await?;
             }
             ("accettato", None)
@@ -510,7 +535,6 @@ async fn upload(
             motivo: motivo.as_deref(),
         }));
     }
-    let _ = label;
     let passo = query_step(&req);
     Ok(see_other(&format!(
         "/domande/{}/allegati/{slot}?esito={stato}{passo}",
@@ -559,25 +583,55 @@ fn query_step(req: &HttpRequest) -> String {
         .unwrap_or_default()
 }
 
-/// owner, pratica, label, kind, storage id, wrapped key, ente.
-pub type StoredRow = (
-    String,
-    String,
-    String,
-    Option<String>,
-    Option<String>,
-    Option<Vec<u8>>,
-    String,
-);
+/// An accepted document that can be sent, with what deciding who may have it needs.
+pub struct Found {
+    pub id: String,
+    pub owner_cf: String,
+    pub application_id: String,
+    pub application_status: String,
+    pub ente_code: String,
+    pub label: String,
+    pub kind: Option<intake::Kind>,
+    storage_id: String,
+    wrapped: Vec<u8>,
+}
 
-/// The document, decrypted as it is sent: to its owner, or to staff of the pratica's ente (an
-/// audited read). To anyone else it does not exist.
+/// The accepted, stored document `id`, if there is one.
+pub async fn find(db: &Db, id: &str) -> Result<Option<Found>, sqlx::Error> {
+    use sqlx::Row;
+    let row = sqlx::query(
+        "SELECT d.owner_cf, d.application_id, a.status, a.ente_code, d.label, d.kind, d.storage_id, d.wrapped_key \
+         FROM documents d JOIN applications a ON a.id = d.application_id \
+         WHERE d.id = $1 AND d.status = 'accettato' AND d.removed_at IS NULL AND d.storage_id IS NOT NULL",
+    )
+    .bind(id)
+    .fetch_optional(&db.pool)
+    .await?;
+    let Some(r) = row else { return Ok(None) };
+    let kind: Option<String> = r.try_get("kind")?;
+    Ok(Some(Found {
+        id: id.to_string(),
+        owner_cf: r.try_get("owner_cf")?,
+        application_id: r.try_get("application_id")?,
+        application_status: r.try_get("status")?,
+        ente_code: r.try_get("ente_code")?,
+        label: r.try_get("label")?,
+        kind: kind.as_deref().and_then(intake::Kind::from_extension),
+        storage_id: r.try_get("storage_id")?,
+        wrapped: r
+            .try_get::<Option<Vec<u8>>, _>("wrapped_key")?
+            .unwrap_or_default(),
+    }))
+}
+
 #[derive(Debug, Deserialize)]
 struct DownloadQuery {
     /// Shown in the browser (PDFs and images) instead of saved.
     vedi: Option<String>,
 }
 
+/// The document, decrypted as it is sent: to its owner, or to staff of the pratica's ente (an
+/// audited read). To anyone else it does not exist.
 #[get("/documenti/{id}")]
 async fn download(
     state: web::Data<AppState>,
@@ -586,24 +640,15 @@ async fn download(
     id: web::Path<String>,
     query: web::Query<DownloadQuery>,
 ) -> Result<HttpResponse, AppError> {
-    let row: Option<StoredRow> =
-        sqlx::query_as(
-            "SELECT d.owner_cf, d.application_id, d.label, d.kind, d.storage_id, d.wrapped_key, a.ente_code \
-             FROM documents d JOIN applications a ON a.id = d.application_id \
-             WHERE d.id = $1 AND d.status = 'accettato' AND d.removed_at IS NULL",
-        )
-        .bind(id.as_str())
-        .fetch_optional(&state.db.pool)
-        .await?;
-    let Some((owner, application, label, kind, Some(storage_id), Some(wrapped), ente)) = row else {
-        return Err(AppError::NotFound);
-    };
+    let doc = find(&state.db, id.as_str())
+        .await?
+        .ok_or(AppError::NotFound)?;
     if principal.person().is_none() {
         crate::citizen::signed_in(&req, &principal)?;
     }
-    let owner_cf = CodiceFiscale::parse(&owner).map_err(|_| AppError::NotFound)?;
-    let object = format!("documento:{}", id.as_str());
-    let purpose = format!("pratica:{application}");
+    let owner_cf = CodiceFiscale::parse(&doc.owner_cf).map_err(|_| AppError::NotFound)?;
+    let object = format!("documento:{}", doc.id);
+    let purpose = format!("pratica:{}", doc.application_id);
     let request_id = req
         .extensions()
         .get::<crate::web::RequestId>()
@@ -617,7 +662,7 @@ async fn download(
             action: Action::Read,
             object: &object,
             purpose: &purpose,
-            ente: Some(&ente),
+            ente: Some(&doc.ente_code),
         },
         request_id.as_deref(),
     )
@@ -626,52 +671,21 @@ async fn download(
         AppError::Forbidden => AppError::NotFound,
         other => other,
     })?;
-    send(
-        &state,
-        &Stored {
-            id: id.as_str(),
-            storage_id: &storage_id,
-            wrapped: &wrapped,
-            kind: kind.as_deref(),
-            label: &label,
-        },
-        query.vedi.is_some(),
-    )
-    .await
-}
-
-/// A stored document, as the database holds it.
-pub struct Stored<'a> {
-    pub id: &'a str,
-    pub storage_id: &'a str,
-    pub wrapped: &'a [u8],
-    pub kind: Option<&'a str>,
-    pub label: &'a str,
+    send(&state, &doc, query.vedi.is_some()).await
 }
 
 /// The document decrypted as it is sent, checked segment by segment; `inline` to show it in the
 /// browser, otherwise as an attachment. Whoever calls this has checked who is asking.
-pub async fn send(
-    state: &AppState,
-    doc: &Stored<'_>,
-    inline: bool,
-) -> Result<HttpResponse, AppError> {
+pub async fn send(state: &AppState, doc: &Found, inline: bool) -> Result<HttpResponse, AppError> {
     let mut reader = state
         .vault
-        .open_file(doc.id, doc.storage_id, doc.wrapped)
+        .open_file(&doc.id, &doc.storage_id, &doc.wrapped)
         .await
         .map_err(|e| tampered(&e))?;
     // The first segment is checked before anything is sent, so that a tampered file answers an
     // error page; a later bad segment ends the download short (the browser reports it failed).
     let first = reader.next_segment().await.map_err(|e| tampered(&e))?;
-    let kind = doc
-        .kind
-        .map(|k| match k {
-            "pdf" => intake::Kind::Pdf,
-            "png" => intake::Kind::Png,
-            _ => intake::Kind::Jpeg,
-        })
-        .unwrap_or(intake::Kind::Pdf);
+    let kind = doc.kind.unwrap_or(intake::Kind::Pdf);
     let body = futures_util::stream::unfold(
         (Some(first), reader),
         |(first, mut reader)| async move {

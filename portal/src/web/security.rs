@@ -74,17 +74,14 @@ async fn guard(req: &mut ServiceRequest) -> Result<(), Error> {
             .get("x-csrf-token")
             .and_then(|v| v.to_str().ok())
             .map(str::to_string);
-        let is_form = req
+        let content_type = req
             .headers()
             .get(header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
-            .is_some_and(|ct| ct.starts_with("application/x-www-form-urlencoded"));
+            .unwrap_or_default();
+        let is_form = content_type.starts_with("application/x-www-form-urlencoded");
         // A plain multipart form (an upload without script) carries its token in the query.
-        let is_multipart = req
-            .headers()
-            .get(header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|ct| ct.starts_with("multipart/form-data"));
+        let is_multipart = content_type.starts_with("multipart/form-data");
         if presented.is_none() && is_multipart {
             presented = url::form_urlencoded::parse(req.query_string().as_bytes())
                 .find(|(k, _)| k == "csrf_token")
