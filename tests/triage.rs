@@ -318,9 +318,10 @@ async fn each_action_leaves_its_history_audit_event_and_message() {
     assert_eq!(stored.need_area.as_deref(), Some("Anziani"));
     // Every change made by the office scheduled its alert for the citizen, in the same transaction;
     // the last one (the outcome) reaches the inbox. (An alert superseded by a later change before it
-    // was delivered is not sent: the later one is.)
+    // was delivered is not sent: the later one is.) The follow-up reminders ("scadenza_…") that a
+    // delivered alert adds are not counted: whether the runner got to them yet is timing.
     assert_eq!(
-        count(&app, "SELECT COUNT(*) FROM jobs WHERE kind = 'alerts.deliver' AND payload LIKE '%' || $1 || '%' AND payload NOT LIKE '%ricevuta%'", &id).await,
+        count(&app, "SELECT COUNT(*) FROM jobs WHERE kind = 'alerts.deliver' AND payload LIKE '%' || $1 || '%' AND payload NOT LIKE '%ricevuta%' AND payload NOT LIKE '%\"kind\":\"scadenza_%'", &id).await,
         4,
         "presa in carico, documents, preavviso, respinta"
     );
