@@ -78,6 +78,7 @@ async fn submit_one(db: &Db, i: usize) -> (String, i64) {
             answers: &answers,
             summary: Vec::new(),
             declarations: vec!["Dichiaro".into()],
+            slot_labels: Vec::new(),
         },
     )
     .await

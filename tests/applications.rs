@@ -468,7 +468,7 @@ async fn fna_b2_draft_resume_submit_receipt_and_status() {
     assert!(text.contains("RSSMRA80A01H501U") && text.contains("Comune di Valleverde"));
     assert!(text.contains("18.500,00 €") && text.contains("DPR 445/2000"));
     assert!(
-        text.contains("verbale.pdf")
+        text.contains("Certificazione della disabilità — verbale.pdf")
             && text.contains(&crate::documents::sha256(&pdf_of_certificate())),
         "the attachment with its SHA-256: {text}"
     );
@@ -1034,6 +1034,7 @@ pub(crate) fn submission<'a>(
         answers,
         summary: Vec::new(),
         declarations: vec!["Dichiaro".into()],
+        slot_labels: Vec::new(),
     }
 }
 

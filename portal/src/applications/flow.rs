@@ -837,6 +837,14 @@ async fn submit(
             .iter()
             .map(|d| d.text.clone())
             .collect(),
+        slot_labels: service
+            .form
+            .steps
+            .iter()
+            .flat_map(|s| &s.fields)
+            .filter(|f| f.kind == FieldKind::Attachment)
+            .map(|f| (f.id.clone(), f.label.clone()))
+            .collect(),
     };
     match store::submit(&state.db, now, &app.id, &submission).await? {
         Some(sent) => {

@@ -249,7 +249,16 @@ pub fn render(
             MARGIN + 12.0,
             9.0,
             false,
-            &format!("{} — {} ({} byte)", a.slot, a.name, a.size),
+            &format!(
+                "{} — {} ({} byte)",
+                if a.slot_label.is_empty() {
+                    &a.slot
+                } else {
+                    &a.slot_label
+                },
+                a.name,
+                a.size
+            ),
         );
         w.para_at(MARGIN + 12.0, 8.0, false, &format!("SHA-256 {}", a.sha256));
     }

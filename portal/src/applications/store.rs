@@ -72,6 +72,9 @@ pub struct Snapshot {
 #[derive(Clone, Serialize, Deserialize)]
 pub struct SnapshotAttachment {
     pub slot: String,
+    /// The slot's label on the form ("Documentazione sanitaria utile"); empty on older receipts.
+    #[serde(default)]
+    pub slot_label: String,
     pub name: String,
     pub size: u64,
     pub sha256: String,
@@ -262,6 +265,8 @@ pub struct Submission<'a> {
     pub answers: &'a Answers,
     pub summary: Vec<super::form::SummarySection>,
     pub declarations: Vec<String>,
+    /// The label of each attachment slot, by slot id, for the receipt.
+    pub slot_labels: Vec<(String, String)>,
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -303,6 +308,12 @@ pub async fn submit(
         .iter()
         .map(|d| SnapshotAttachment {
             slot: d.slot.clone(),
+            slot_label: s
+                .slot_labels
+                .iter()
+                .find(|(slot, _)| *slot == d.slot)
+                .map(|(_, label)| label.clone())
+                .unwrap_or_default(),
             name: d.label.clone(),
             size: u64::try_from(d.size).unwrap_or(0),
             sha256: d.sha256.clone(),
