@@ -186,7 +186,7 @@ async fn prefill(
     let (birth, email, phone) = row.unwrap_or_default();
     let previous = store::previous_answers(&state.db, person.cf.as_str()).await?;
     let mut answers = Answers::new();
-    for field in service.form.steps.iter().flat_map(|s| &s.fields) {
+    for field in service.form.fields() {
         let value = match field.prefill {
             None => None,
             Some(Prefill::Nome) => Some(person.given_name.clone()),
@@ -754,9 +754,7 @@ async fn summary_page(
 fn attachment_slots(service: &Service, answers: &Answers) -> Vec<serde_json::Value> {
     service
         .form
-        .steps
-        .iter()
-        .flat_map(|s| &s.fields)
+        .fields()
         .filter(|f| f.kind == FieldKind::Attachment && form::visible(f, answers))
         .map(|f| serde_json::json!({ "label": f.label, "documents": f.documents.join(", "), "required": f.required }))
         .collect()
@@ -839,9 +837,7 @@ async fn submit(
             .collect(),
         slot_labels: service
             .form
-            .steps
-            .iter()
-            .flat_map(|s| &s.fields)
+            .fields()
             .filter(|f| f.kind == FieldKind::Attachment)
             .map(|f| (f.id.clone(), f.label.clone()))
             .collect(),

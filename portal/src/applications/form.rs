@@ -202,11 +202,13 @@ impl Form {
         Ok(())
     }
 
+    /// Every field of every step, in order.
+    pub fn fields(&self) -> impl Iterator<Item = &Field> {
+        self.steps.iter().flat_map(|s| &s.fields)
+    }
+
     pub fn field(&self, id: &str) -> Option<&Field> {
-        self.steps
-            .iter()
-            .flat_map(|s| &s.fields)
-            .find(|f| f.id == id)
+        self.fields().find(|f| f.id == id)
     }
 }
 
