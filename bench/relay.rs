@@ -79,6 +79,7 @@ async fn submit_one(db: &Db, i: usize) -> (String, i64) {
             summary: Vec::new(),
             declarations: vec!["Dichiaro".into()],
             slot_labels: Vec::new(),
+            delegate: None,
         },
     )
     .await

@@ -10,18 +10,18 @@ use time::{Date, Month};
 use crate::support::{hidden_field, location, spawn_app, TestApp};
 
 /// 23 November 2026, 10:00 in Italy: inside the FNA B2 window (1 October 2026 – 31 January 2027).
-const NOV_23_2026: i64 = 1_795_424_400_000;
+pub(crate) const NOV_23_2026: i64 = 1_795_424_400_000;
 /// 1 February 2027: the FNA B2 window has closed.
 const FEB_1_2027: i64 = 1_801_472_400_000;
 const DAY_MS: i64 = 86_400_000;
 
-async fn csrf(app: &TestApp, path: &str) -> String {
+pub(crate) async fn csrf(app: &TestApp, path: &str) -> String {
     let html = app.text(path).await;
     hidden_field(&html, "csrf_token").expect("csrf token")
 }
 
 /// Consent given on the service's start page; returns the draft's id.
-async fn start(app: &TestApp, service: &str, ente: &str) -> String {
+pub(crate) async fn start(app: &TestApp, service: &str, ente: &str) -> String {
     let page = app.get(&format!("/servizi/{service}/domanda")).await;
     assert_eq!(page.status(), StatusCode::OK);
     let html = page.text().await.unwrap();
@@ -42,7 +42,7 @@ async fn start(app: &TestApp, service: &str, ente: &str) -> String {
 }
 
 /// Sends step `n` with `fields` and the action; returns the response.
-async fn step(
+pub(crate) async fn step(
     app: &TestApp,
     id: &str,
     n: usize,
@@ -56,7 +56,13 @@ async fn step(
     app.post_form(&path, &form).await
 }
 
-async fn next_ok(app: &TestApp, id: &str, n: usize, fields: &[(&str, &str)], expect: &str) {
+pub(crate) async fn next_ok(
+    app: &TestApp,
+    id: &str,
+    n: usize,
+    fields: &[(&str, &str)],
+    expect: &str,
+) {
     let r = step(app, id, n, "avanti", fields).await;
     let status = r.status();
     let to = location(&r);
@@ -70,7 +76,7 @@ async fn next_ok(app: &TestApp, id: &str, n: usize, fields: &[(&str, &str)], exp
 }
 
 /// "Conferma e invia" with every declaration of the summary ticked.
-async fn submit(app: &TestApp, id: &str) -> reqwest::Response {
+pub(crate) async fn submit(app: &TestApp, id: &str) -> reqwest::Response {
     let html = app.text(&format!("/domande/{id}/riepilogo")).await;
     let token = hidden_field(&html, "csrf_token").unwrap();
     let ticks: Vec<String> = html
@@ -97,14 +103,18 @@ async fn count(app: &TestApp, sql: &str, id: &str) -> i64 {
 }
 
 /// The receipt as `pdftotext` reads it.
-async fn receipt_text(app: &TestApp, id: &str) -> String {
+pub(crate) async fn receipt_text(app: &TestApp, id: &str) -> String {
     let pdf = app.get(&format!("/domande/{id}/ricevuta.pdf")).await;
     assert_eq!(pdf.status(), StatusCode::OK);
     assert_eq!(pdf.headers()["content-type"], "application/pdf");
-    let bytes = pdf.bytes().await.unwrap();
+    pdf_text(&pdf.bytes().await.unwrap())
+}
+
+/// A PDF as `pdftotext` reads it.
+pub(crate) fn pdf_text(bytes: &[u8]) -> String {
     let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("ricevuta.pdf");
-    std::fs::write(&file, &bytes).unwrap();
+    let file = dir.path().join("documento.pdf");
+    std::fs::write(&file, bytes).unwrap();
     let out = std::process::Command::new("pdftotext")
         .arg(&file)
         .arg("-")
@@ -1035,6 +1045,7 @@ pub(crate) fn submission<'a>(
         summary: Vec::new(),
         declarations: vec!["Dichiaro".into()],
         slot_labels: Vec::new(),
+        delegate: None,
     }
 }
 

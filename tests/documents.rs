@@ -12,7 +12,7 @@ use crate::applications::{ready_draft, submission};
 use crate::appointments::Citizen;
 use crate::support::{spawn_app_with, TestApp};
 
-const SLOT: &str = "documentazione_sanitaria";
+pub(crate) const SLOT: &str = "documentazione_sanitaria";
 
 async fn app() -> TestApp {
     spawn_app_with(|c| {
@@ -105,7 +105,7 @@ pub(crate) fn multipart(name: &str, bytes: &[u8]) -> (String, Vec<u8>) {
 }
 
 /// Uploads as the script does (JSON answer); returns the status and the answer.
-async fn upload(
+pub(crate) async fn upload(
     c: &Citizen,
     id: &str,
     name: &str,

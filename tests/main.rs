@@ -14,6 +14,7 @@ mod broker;
 mod browser;
 mod cli;
 mod csi;
+mod delegations;
 mod documents;
 mod jobs;
 mod login;

@@ -101,6 +101,28 @@ impl Deliver {
             Kind::Appuntamento | Kind::PromemoriaAppuntamento => {
                 self.appointment(db, now, alert).await
             }
+            Kind::Delega => {
+                let mandate = crate::delegations::store::get(db, &alert.about)
+                    .await
+                    .map_err(err)?
+                    .filter(|m| m.state == crate::delegations::State::Proposta);
+                Ok(mandate.map(|m| Message {
+                    subject: format!("{} ti ha delegato", m.principal_name()),
+                    paragraphs: vec![
+                        format!(
+                            "{} ti ha delegato a operare per suo conto presso {}: potrai {}, fino al {}.",
+                            m.principal_name(),
+                            self.ente_name,
+                            m.scopes_text(),
+                            m.valid_until_text()
+                        ),
+                        "La delega vale solo se la accetti, dalla sezione Deleghe della tua area personale. Se non conosci questa persona, rifiutala.".into(),
+                    ],
+                    link: Some(format!("{}/area-personale/deleghe", self.public_url)),
+                    link_label: "Vedi la delega".into(),
+                    ..Message::default()
+                }))
+            }
             _ => self.pratica(db, now, alert).await,
         }
     }

@@ -65,7 +65,15 @@ async fn message_page(
     principal: Principal,
     id: web::Path<i64>,
 ) -> Result<HttpResponse, AppError> {
-    let person = person_at_level(&req, &principal, LOGIN_LEVEL)?;
+    let subject = crate::delegations::subject(
+        &state,
+        &req,
+        &principal,
+        LOGIN_LEVEL,
+        &[crate::delegations::Scope::Stato],
+    )
+    .await?;
+    let person = &subject.person;
     let row: Option<Row> = sqlx::query_as(
         "SELECT id, subject, body, link, created_at, read_at FROM messages WHERE id = $1 AND cf = $2",
     )
@@ -74,12 +82,17 @@ async fn message_page(
     .fetch_optional(&state.db.pool)
     .await?;
     let message = view(row.ok_or(AppError::NotFound)?);
-    sqlx::query("UPDATE messages SET read_at = $3 WHERE id = $1 AND cf = $2 AND read_at IS NULL")
+    // Read by a delegate, it stays new for the person.
+    if subject.mandate.is_none() {
+        sqlx::query(
+            "UPDATE messages SET read_at = $3 WHERE id = $1 AND cf = $2 AND read_at IS NULL",
+        )
         .bind(*id)
         .bind(person.cf.as_str())
         .bind(state.clock.now_ms())
         .execute(&state.db.pool)
         .await?;
+    }
     let mut ctx = Context::new();
     ctx.insert("message", &message);
     ctx.insert(
@@ -120,6 +133,7 @@ async fn save_preferences(
     form: web::Form<std::collections::HashMap<String, String>>,
 ) -> Result<HttpResponse, AppError> {
     let person = person_at_level(&req, &principal, LOGIN_LEVEL)?;
+    crate::delegations::own_only(&req)?;
     let mut tx = state.db.pool.begin().await?;
     sqlx::query("DELETE FROM email_optouts WHERE cf = $1")
         .bind(person.cf.as_str())
@@ -152,6 +166,7 @@ async fn change_email(
     form: web::Form<EmailForm>,
 ) -> Result<HttpResponse, AppError> {
     let person = person_at_level(&req, &principal, LOGIN_LEVEL)?;
+    crate::delegations::own_only(&req)?;
     let email = match check_email(form.email.trim()) {
         Ok(e) => e,
         Err(message) => {

@@ -35,10 +35,11 @@ pub enum Kind {
     IseeInScadenza,
     TermineLegale,
     ConfermaEmail,
+    Delega,
 }
 
 /// The kinds a citizen can choose to receive by e-mail or not (the inbox always gets them).
-pub const CHOOSABLE: [Kind; 11] = [
+pub const CHOOSABLE: [Kind; 12] = [
     Kind::Ricevuta,
     Kind::Stato,
     Kind::Risposta,
@@ -50,6 +51,7 @@ pub const CHOOSABLE: [Kind; 11] = [
     Kind::PromemoriaAppuntamento,
     Kind::BozzaInScadenza,
     Kind::IseeInScadenza,
+    Kind::Delega,
 ];
 
 impl Kind {
@@ -68,6 +70,7 @@ impl Kind {
             Kind::IseeInScadenza => "isee_in_scadenza",
             Kind::TermineLegale => "termine_legale",
             Kind::ConfermaEmail => "conferma_email",
+            Kind::Delega => "delega",
         }
     }
 
@@ -94,6 +97,7 @@ impl Kind {
             Kind::IseeInScadenza => "ISEE in scadenza",
             Kind::TermineLegale => "Pratiche vicine al termine (operatori)",
             Kind::ConfermaEmail => "Conferma dell'indirizzo e-mail",
+            Kind::Delega => "Deleghe ricevute, da accettare",
         }
     }
 }

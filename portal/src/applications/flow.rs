@@ -13,7 +13,8 @@ use super::catalogue::{Open, Service};
 use super::form::{self, Answers, Field, FieldError, FieldKind, Prefill, Step, Submitted};
 use super::status::Status;
 use super::store::{self, Application, NewDraft, Submission};
-use crate::auth::{person_at_level, see_other, Person, Principal};
+use crate::auth::{person_at_level, see_other, Person, Principal, LOGIN_LEVEL};
+use crate::delegations::{self, Scope, Subject};
 use crate::domain::italian_time::{long_date, rome_date};
 use crate::server::AppState;
 use crate::web::error::AppError;
@@ -140,8 +141,15 @@ async fn start_page(
     code: web::Path<String>,
 ) -> Result<HttpResponse, AppError> {
     let service = service_of(&state, &code)?;
-    let person = person_at_level(&req, &principal, service.spid_level)?;
-    if let Some(id) = store::draft_for(&state.db, person.cf.as_str(), &service.code).await? {
+    let subject = delegations::subject(
+        &state,
+        &req,
+        &principal,
+        service.spid_level,
+        &[Scope::Domande],
+    )
+    .await?;
+    if let Some(id) = store::draft_for(&state.db, subject.cf(), &service.code).await? {
         return Ok(see_other(&format!("/domande/{id}")));
     }
     consent_page(&state, &req, service, None, None, StatusCode::OK).await
@@ -216,7 +224,15 @@ async fn start(
     sent: web::Form<Vec<(String, String)>>,
 ) -> Result<HttpResponse, AppError> {
     let service = service_of(&state, &code)?;
-    let person = person_at_level(&req, &principal, service.spid_level)?;
+    let subject = delegations::subject(
+        &state,
+        &req,
+        &principal,
+        service.spid_level,
+        &[Scope::Domande],
+    )
+    .await?;
+    let person = &subject.person;
     let field = |name: &str| {
         sent.iter()
             .find(|(k, _)| k == name)
@@ -280,21 +296,23 @@ async fn start(
     Ok(see_other(&format!("/domande/{id}/passo/1")))
 }
 
-/// The signed-in person's own application `id`, with its service; anyone else's is "not found".
+/// The application `id` of the request's subject (the signed-in person, or whoever they act for
+/// with a mandate covering `scopes`), with its service; anyone else's is "not found".
 pub(crate) async fn owned<'a, 'p>(
     state: &'a AppState,
     req: &HttpRequest,
     principal: &'p Principal,
     id: &str,
-) -> Result<(&'p Person, Application, &'a Service), AppError> {
-    let person = crate::citizen::signed_in(req, principal)?;
+    scopes: &[Scope],
+) -> Result<(Subject<'p>, Application, &'a Service), AppError> {
+    let subject = delegations::subject(state, req, principal, LOGIN_LEVEL, scopes).await?;
     let app = store::get(&state.db, id)
         .await?
-        .filter(|a| a.applicant_cf == person.cf.as_str())
+        .filter(|a| a.applicant_cf == subject.cf())
         .ok_or(AppError::NotFound)?;
     let service = service_of(state, &app.service_code)?;
     person_at_level(req, principal, service.spid_level)?;
-    Ok((person, app, service))
+    Ok((subject, app, service))
 }
 
 /// One input of a step, ready for the template.
@@ -489,10 +507,18 @@ async fn application(
     principal: Principal,
     id: web::Path<String>,
 ) -> Result<HttpResponse, AppError> {
-    let (_, app, service) = owned(&state, &req, &principal, &id).await?;
+    let (subject, app, service) = owned(
+        &state,
+        &req,
+        &principal,
+        &id,
+        &[Scope::Stato, Scope::Domande],
+    )
+    .await?;
     if app.status != Status::Bozza {
         return super::pratica::page(&state, &req, &app, service).await;
     }
+    subject.require(Scope::Domande)?;
     let steps = service.form.steps.len() as i64;
     Ok(if app.current_step > steps {
         see_other(&format!("/domande/{}/riepilogo", app.id))
@@ -519,7 +545,7 @@ async fn step_get(
     query: web::Query<StepQuery>,
 ) -> Result<HttpResponse, AppError> {
     let (id, n) = path.into_inner();
-    let (_, app, service) = owned(&state, &req, &principal, &id).await?;
+    let (_, app, service) = owned(&state, &req, &principal, &id, &[Scope::Domande]).await?;
     if app.status != Status::Bozza {
         return Ok(see_other(&format!("/domande/{id}")));
     }
@@ -548,7 +574,7 @@ async fn step_post(
     sent: web::Form<Vec<(String, String)>>,
 ) -> Result<HttpResponse, AppError> {
     let (id, n) = path.into_inner();
-    let (_, mut app, service) = owned(&state, &req, &principal, &id).await?;
+    let (_, mut app, service) = owned(&state, &req, &principal, &id, &[Scope::Domande]).await?;
     if app.status != Status::Bozza {
         return Ok(see_other(&format!("/domande/{id}")));
     }
@@ -767,7 +793,7 @@ async fn summary_get(
     principal: Principal,
     id: web::Path<String>,
 ) -> Result<HttpResponse, AppError> {
-    let (_, app, service) = owned(&state, &req, &principal, &id).await?;
+    let (_, app, service) = owned(&state, &req, &principal, &id, &[Scope::Domande]).await?;
     if app.status != Status::Bozza {
         return Ok(see_other(&format!("/domande/{}", app.id)));
     }
@@ -782,7 +808,8 @@ async fn submit(
     id: web::Path<String>,
     sent: web::Form<Vec<(String, String)>>,
 ) -> Result<HttpResponse, AppError> {
-    let (person, app, service) = owned(&state, &req, &principal, &id).await?;
+    let (subject, app, service) = owned(&state, &req, &principal, &id, &[Scope::Domande]).await?;
+    let person = &subject.person;
     let done = format!("/domande/{}?inviata=1", app.id);
     if app.status != Status::Bozza {
         // A double click or a retried request: the same receipt, nothing new.
@@ -841,6 +868,11 @@ async fn submit(
             .filter(|f| f.kind == FieldKind::Attachment)
             .map(|f| (f.id.clone(), f.label.clone()))
             .collect(),
+        delegate: subject.mandate.as_ref().map(|m| store::SnapshotDelegate {
+            cf: subject.actor.cf.to_string(),
+            name: subject.actor.display_name(),
+            role: m.kind.agent_label().to_string(),
+        }),
     };
     match store::submit(&state.db, now, &app.id, &submission).await? {
         Some(sent) => {
@@ -860,7 +892,7 @@ async fn delete(
     principal: Principal,
     id: web::Path<String>,
 ) -> Result<HttpResponse, AppError> {
-    let (_, app, _) = owned(&state, &req, &principal, &id).await?;
+    let (_, app, _) = owned(&state, &req, &principal, &id, &[Scope::Domande]).await?;
     if !store::delete_draft(&state.db, &app.id).await? {
         return Err(AppError::BadRequest(
             "Solo una bozza si può eliminare: una domanda inviata si può ritirare dalla sua pagina."

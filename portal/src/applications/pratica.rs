@@ -12,6 +12,7 @@ use super::flow::owned;
 use super::status::{self, Actor, Change, Status, TransitionError};
 use super::store::{self, Application};
 use crate::auth::{see_other, Principal};
+use crate::delegations::Scope;
 use crate::domain::italian_time::{date_time, long_date, rome_date};
 use crate::server::AppState;
 use crate::web::error::AppError;
@@ -21,7 +22,7 @@ use crate::web::templates::{render, render_status};
 struct HistoryView {
     when: String,
     status: &'static str,
-    who: &'static str,
+    who: String,
     reason: Option<String>,
 }
 
@@ -90,7 +91,10 @@ pub(super) async fn page(
         .map(|h| HistoryView {
             when: date_time(h.at),
             status: Status::parse(&h.to).map(Status::label).unwrap_or("—"),
-            who: who(&h.actor_kind),
+            who: match h.on_behalf_by {
+                Some(name) => format!("{name}, per conto del richiedente"),
+                None => who(&h.actor_kind).to_string(),
+            },
             reason: h.reason,
         })
         .collect();
@@ -136,7 +140,14 @@ async fn receipt(
     principal: Principal,
     id: web::Path<String>,
 ) -> Result<HttpResponse, AppError> {
-    let (_, app, _) = owned(&state, &req, &principal, &id).await?;
+    let (_, app, _) = owned(
+        &state,
+        &req,
+        &principal,
+        &id,
+        &[Scope::Stato, Scope::Domande],
+    )
+    .await?;
     let (pdf, filename) = super::receipt::for_application(&app, &state.public_url)?;
     Ok(HttpResponse::Ok()
         .content_type("application/pdf")
@@ -154,7 +165,7 @@ async fn withdraw_page(
     principal: Principal,
     id: web::Path<String>,
 ) -> Result<HttpResponse, AppError> {
-    let (_, app, service) = owned(&state, &req, &principal, &id).await?;
+    let (_, app, service) = owned(&state, &req, &principal, &id, &[Scope::Domande]).await?;
     if !status::allowed(app.status, Status::Ritirata, Actor::Cittadino) {
         return Ok(see_other(&format!("/domande/{}", app.id)));
     }
@@ -178,7 +189,8 @@ async fn withdraw(
     id: web::Path<String>,
     sent: web::Form<WithdrawForm>,
 ) -> Result<HttpResponse, AppError> {
-    let (person, app, _) = owned(&state, &req, &principal, &id).await?;
+    let (subject, app, _) = owned(&state, &req, &principal, &id, &[Scope::Domande]).await?;
+    let person = subject.actor;
     if app.status == Status::Ritirata {
         return Ok(see_other(&format!("/domande/{}?ritirata=1", app.id)));
     }
@@ -207,7 +219,7 @@ async fn answer_page(
     principal: Principal,
     id: web::Path<String>,
 ) -> Result<HttpResponse, AppError> {
-    let (_, app, service) = owned(&state, &req, &principal, &id).await?;
+    let (_, app, service) = owned(&state, &req, &principal, &id, &[Scope::Integrazioni]).await?;
     answer_form(&state, &req, &app, service, None, "", StatusCode::OK).await
 }
 
@@ -248,7 +260,9 @@ async fn answer(
     id: web::Path<String>,
     sent: web::Form<AnswerForm>,
 ) -> Result<HttpResponse, AppError> {
-    let (person, app, service) = owned(&state, &req, &principal, &id).await?;
+    let (subject, app, service) =
+        owned(&state, &req, &principal, &id, &[Scope::Integrazioni]).await?;
+    let person = subject.actor;
     let text = sent.risposta.trim();
     let problem = if text.is_empty() {
         Some("Scrivi la tua risposta all'ufficio.")
@@ -319,7 +333,8 @@ async fn write_to_office(
     id: web::Path<String>,
     form: web::Form<MessageForm>,
 ) -> Result<HttpResponse, AppError> {
-    let (person, app, _) = owned(&state, &req, &principal, &id).await?;
+    let (subject, app, _) = owned(&state, &req, &principal, &id, &[Scope::Integrazioni]).await?;
+    let person = subject.actor;
     if app.numero.is_none() {
         return Err(AppError::NotFound);
     }
@@ -358,7 +373,7 @@ async fn rate(
     id: web::Path<String>,
     sent: web::Form<RatingForm>,
 ) -> Result<HttpResponse, AppError> {
-    let (_, app, _) = owned(&state, &req, &principal, &id).await?;
+    let (_, app, _) = owned(&state, &req, &principal, &id, &[Scope::Domande]).await?;
     let stars: i64 = sent
         .stelle
         .as_deref()

@@ -67,6 +67,17 @@ pub struct Snapshot {
     pub declarations: Vec<String>,
     pub attachments: Vec<SnapshotAttachment>,
     pub due_date: String,
+    /// Who sent it for the applicant, when someone did (a delegate, a legal representative).
+    #[serde(default)]
+    pub delegate: Option<SnapshotDelegate>,
+}
+
+#[derive(Clone, Serialize, Deserialize)]
+pub struct SnapshotDelegate {
+    pub cf: String,
+    pub name: String,
+    /// "delegato", "genitore", "tutore", "amministratore di sostegno".
+    pub role: String,
 }
 
 #[derive(Clone, Serialize, Deserialize)]
@@ -267,6 +278,8 @@ pub struct Submission<'a> {
     pub declarations: Vec<String>,
     /// The label of each attachment slot, by slot id, for the receipt.
     pub slot_labels: Vec<(String, String)>,
+    /// Who sends it for the applicant, if not the applicant.
+    pub delegate: Option<SnapshotDelegate>,
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -334,13 +347,14 @@ pub async fn submit(
         declarations: s.declarations.clone(),
         attachments,
         due_date: due.to_string(),
+        delegate: s.delegate.clone(),
     };
     let snapshot_json =
         serde_json::to_string(&snapshot).map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
     let claimed = sqlx::query(
         "UPDATE applications SET status = 'inviata', submitted_at = $1, updated_at = $1, \
          numero_year = $2, numero_seq = $3, numero = $4, snapshot = $5, answers = $6, \
-         verification_code = $7, due_date = $8, form_version = $9 \
+         verification_code = $7, due_date = $8, form_version = $9, delegate_cf = $14 \
          WHERE id = $10 AND applicant_cf = $11 AND ente_code = $12 AND service_code = $13 AND status = 'bozza'",
     )
     .bind(now_ms)
@@ -356,6 +370,7 @@ pub async fn submit(
     .bind(s.applicant_cf)
     .bind(s.ente_code)
     .bind(s.service_code)
+    .bind(s.delegate.as_ref().map(|d| d.cf.as_str()))
     .execute(&mut *tx)
     .await?;
     if claimed.rows_affected() != 1 {
@@ -371,10 +386,10 @@ pub async fn submit(
     )
     .bind(id)
     .bind(now_ms)
-    .bind(s.applicant_cf)
+    .bind(s.delegate.as_ref().map_or(s.applicant_cf, |d| d.cf.as_str()))
     .execute(&mut *tx)
     .await?;
-    let event = serde_json::json!({
+    let mut event = serde_json::json!({
         "pratica": id,
         "numero": numero,
         "ente": s.ente_code,
@@ -385,6 +400,9 @@ pub async fn submit(
         "answers": s.answers,
         "due_date": due.to_string(),
     });
+    if let Some(d) = &s.delegate {
+        event["presentata_da"] = serde_json::json!({ "cf": d.cf, "ruolo": d.role });
+    }
     crate::csi::outbox(&mut tx, now_ms, "pratica", "pratica.inviata", id, &event).await?;
     crate::documents::tell_csi(&mut tx, now_ms, id, s.ente_code, &documents).await?;
     let receipt = crate::alerts::Alert::new(
@@ -406,26 +424,43 @@ pub struct HistoryEntry {
     pub to: String,
     pub actor_kind: String,
     pub reason: Option<String>,
+    /// Who made a citizen's change for the applicant (name, or codice fiscale).
+    pub on_behalf_by: Option<String>,
 }
 
 pub async fn history(db: &Db, id: &str) -> Result<Vec<HistoryEntry>, sqlx::Error> {
-    type Row = (i64, Option<String>, String, String, Option<String>);
+    type Row = (
+        i64,
+        Option<String>,
+        String,
+        String,
+        Option<String>,
+        Option<String>,
+        Option<String>,
+    );
+    // A citizen's change made by someone else (a delegate, a representative) names them.
     let rows: Vec<Row> = sqlx::query_as(
-        "SELECT at, from_status, to_status, actor_kind, reason FROM application_history \
-         WHERE application_id = $1 ORDER BY id",
+        "SELECT h.at, h.from_status, h.to_status, h.actor_kind, h.reason, \
+         CASE WHEN h.actor_kind = 'cittadino' AND h.actor_cf <> a.applicant_cf THEN h.actor_cf END, \
+         (SELECT p.given_name || ' ' || p.family_name FROM people p WHERE p.cf = h.actor_cf) \
+         FROM application_history h JOIN applications a ON a.id = h.application_id \
+         WHERE h.application_id = $1 ORDER BY h.id",
     )
     .bind(id)
     .fetch_all(&db.pool)
     .await?;
     Ok(rows
         .into_iter()
-        .map(|(at, from, to, actor_kind, reason)| HistoryEntry {
-            at,
-            from,
-            to,
-            actor_kind,
-            reason,
-        })
+        .map(
+            |(at, from, to, actor_kind, reason, on_behalf, name)| HistoryEntry {
+                at,
+                from,
+                to,
+                actor_kind,
+                reason,
+                on_behalf_by: on_behalf.map(|cf| name.unwrap_or(cf)),
+            },
+        )
         .collect())
 }
 

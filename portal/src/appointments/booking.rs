@@ -14,7 +14,8 @@ use time::Date;
 use super::calendar::{clock_label, day_label};
 use super::store::{self, Appointment, Calendar, Change, Confirm, Details, Hold, Office, Topic};
 use crate::applications::form::{check_email, check_phone};
-use crate::auth::{person_at_level, see_other, Person, Principal, LOGIN_LEVEL};
+use crate::auth::{see_other, Person, Principal, LOGIN_LEVEL};
+use crate::delegations::Scope;
 use crate::domain::italian_time::date_time;
 use crate::server::AppState;
 use crate::web::error::AppError;
@@ -61,9 +62,23 @@ fn offer_ms(state: &AppState) -> i64 {
     state.config.appointments.offer_hours * 3_600_000
 }
 
-fn signed_in<'a>(req: &HttpRequest, principal: &'a Principal) -> Result<&'a Person, AppError> {
-    person_at_level(req, principal, LOGIN_LEVEL)
+/// The person the booking is for: the signed-in person, or whoever they act for under a mandate
+/// covering `scopes` (see `crate::delegations`).
+async fn signed_in(
+    state: &AppState,
+    req: &HttpRequest,
+    principal: &Principal,
+    scopes: &[Scope],
+) -> Result<Person, AppError> {
+    Ok(
+        crate::delegations::subject(state, req, principal, LOGIN_LEVEL, scopes)
+            .await?
+            .person,
+    )
 }
+
+const BOOK: &[Scope] = &[Scope::Appuntamenti];
+const SEE: &[Scope] = &[Scope::Stato, Scope::Appuntamenti];
 
 async fn ente_name(state: &AppState, code: &str) -> Result<String, AppError> {
     let name: Option<String> = sqlx::query_scalar("SELECT name FROM enti WHERE code = $1")
@@ -131,7 +146,7 @@ async fn choose_office(
     principal: Principal,
     query: web::Query<StartQuery>,
 ) -> Result<HttpResponse, AppError> {
-    signed_in(&req, &principal)?;
+    signed_in(&state, &req, &principal, BOOK).await?;
     let service = known_service(&state, query.servizio.as_deref());
     let mut choices = Vec::new();
     for office in store::offices(&state.db).await? {
@@ -307,7 +322,7 @@ async fn choose_time(
     office: web::Path<String>,
     query: web::Query<WhenQuery>,
 ) -> Result<HttpResponse, AppError> {
-    let person = signed_in(&req, &principal)?;
+    let person = &signed_in(&state, &req, &principal, BOOK).await?;
     let office = office_or_404(&state, &office).await?;
     let moving = moving(&state, person, query.sposta.as_deref()).await?;
     let service = known_service(&state, query.servizio.as_deref());
@@ -356,7 +371,7 @@ async fn take_time(
     office: web::Path<String>,
     form: web::Form<TimeForm>,
 ) -> Result<HttpResponse, AppError> {
-    let person = signed_in(&req, &principal)?;
+    let person = &signed_in(&state, &req, &principal, BOOK).await?;
     let office = office_or_404(&state, &office).await?;
     let moving = moving(&state, person, form.sposta.as_deref()).await?;
     let service = known_service(&state, form.servizio.as_deref());
@@ -454,7 +469,7 @@ async fn join_waiting_list(
     office: web::Path<String>,
     form: web::Form<WaitForm>,
 ) -> Result<HttpResponse, AppError> {
-    let person = signed_in(&req, &principal)?;
+    let person = &signed_in(&state, &req, &principal, BOOK).await?;
     let office = office_or_404(&state, &office).await?;
     let calendars = store::calendars_of(&state.db, &office.id).await?;
     if !calendars.iter().any(|c| c.topics.contains(&form.motivo)) {
@@ -499,7 +514,7 @@ async fn held(
     principal: &Principal,
     id: &str,
 ) -> Result<Held, AppError> {
-    let person = signed_in(req, principal)?;
+    let person = &signed_in(state, req, principal, BOOK).await?;
     let a = store::owned(&state.db, id, person.cf.as_str())
         .await?
         .ok_or(AppError::NotFound)?;
@@ -817,7 +832,7 @@ async fn confirm(
     principal: Principal,
     id: web::Path<String>,
 ) -> Result<HttpResponse, AppError> {
-    let person = signed_in(&req, &principal)?;
+    let person = &signed_in(&state, &req, &principal, BOOK).await?;
     let a = store::owned(&state.db, &id, person.cf.as_str())
         .await?
         .ok_or(AppError::NotFound)?;
@@ -842,7 +857,7 @@ async fn give_up(
     principal: Principal,
     id: web::Path<String>,
 ) -> Result<HttpResponse, AppError> {
-    let person = signed_in(&req, &principal)?;
+    let person = &signed_in(&state, &req, &principal, BOOK).await?;
     store::release(
         &state.db,
         state.clock.now_ms(),
@@ -861,7 +876,7 @@ async fn lapsed(
     principal: Principal,
     id: web::Path<String>,
 ) -> Result<HttpResponse, AppError> {
-    let person = signed_in(&req, &principal)?;
+    let person = &signed_in(&state, &req, &principal, BOOK).await?;
     let a = store::owned(&state.db, &id, person.cf.as_str())
         .await?
         .ok_or(AppError::NotFound)?;
@@ -1012,7 +1027,7 @@ async fn appointment_page(
     id: web::Path<String>,
     query: web::Query<PageQuery>,
 ) -> Result<HttpResponse, AppError> {
-    let person = signed_in(&req, &principal)?;
+    let person = &signed_in(&state, &req, &principal, SEE).await?;
     let a = store::owned(&state.db, &id, person.cf.as_str())
         .await?
         .ok_or(AppError::NotFound)?;
@@ -1043,7 +1058,7 @@ async fn calendar_file(
     principal: Principal,
     id: web::Path<String>,
 ) -> Result<HttpResponse, AppError> {
-    let person = signed_in(&req, &principal)?;
+    let person = &signed_in(&state, &req, &principal, SEE).await?;
     let a = store::owned(&state.db, &id, person.cf.as_str())
         .await?
         .filter(|a| a.status == "prenotato")
@@ -1070,7 +1085,7 @@ async fn cancel_page(
     principal: Principal,
     id: web::Path<String>,
 ) -> Result<HttpResponse, AppError> {
-    let person = signed_in(&req, &principal)?;
+    let person = &signed_in(&state, &req, &principal, BOOK).await?;
     let a = store::owned(&state.db, &id, person.cf.as_str())
         .await?
         .ok_or(AppError::NotFound)?;
@@ -1086,7 +1101,7 @@ async fn cancel(
     principal: Principal,
     id: web::Path<String>,
 ) -> Result<HttpResponse, AppError> {
-    let person = signed_in(&req, &principal)?;
+    let person = &signed_in(&state, &req, &principal, BOOK).await?;
     store::owned(&state.db, &id, person.cf.as_str())
         .await?
         .ok_or(AppError::NotFound)?;
@@ -1113,7 +1128,7 @@ async fn leave_waiting_list(
     principal: Principal,
     id: web::Path<i64>,
 ) -> Result<HttpResponse, AppError> {
-    let person = signed_in(&req, &principal)?;
+    let person = &signed_in(&state, &req, &principal, BOOK).await?;
     store::leave_waiting_list(&state.db, state.clock.now_ms(), *id, person.cf.as_str()).await?;
     Ok(see_other("/area-personale/appuntamenti"))
 }

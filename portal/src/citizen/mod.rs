@@ -7,6 +7,7 @@ use tera::Context;
 
 use crate::auth::access::{self, Access, Action};
 use crate::auth::{person_at_level, Person, Principal, LOGIN_LEVEL};
+use crate::delegations::Scope;
 use crate::domain::italian_time::date_time;
 use crate::server::AppState;
 use crate::web::error::AppError;
@@ -89,23 +90,36 @@ async fn page(
     principal: &Principal,
     section: Option<&Section>,
 ) -> Result<HttpResponse, AppError> {
-    let person = signed_in(req, principal)?;
-    let request_id = req.extensions().get::<RequestId>().map(|r| r.0.clone());
-    let access = Access {
-        subject: &person.cf,
-        action: Action::Read,
-        object: "area-personale",
-        purpose: "area personale",
-        ente: None,
+    // Settings are the person's own; the other sections show whoever they act for, if they do,
+    // within the delegation's scopes.
+    if section.is_some_and(|s| s.slug == "impostazioni") {
+        crate::delegations::own_only(req)?;
+    }
+    let scopes: &[Scope] = match section.map(|s| s.slug) {
+        None => &Scope::ALL,
+        Some("appuntamenti") => &[Scope::Stato, Scope::Appuntamenti],
+        Some(_) => &[Scope::Stato],
     };
-    access::authorize(
-        &state.db,
-        state.clock.now_ms(),
-        principal,
-        &access,
-        request_id.as_deref(),
-    )
-    .await?;
+    let subject = crate::delegations::subject(state, req, principal, LOGIN_LEVEL, scopes).await?;
+    let person = &subject.person;
+    if subject.mandate.is_none() {
+        let request_id = req.extensions().get::<RequestId>().map(|r| r.0.clone());
+        let access = Access {
+            subject: &person.cf,
+            action: Action::Read,
+            object: "area-personale",
+            purpose: "area personale",
+            ente: None,
+        };
+        access::authorize(
+            &state.db,
+            state.clock.now_ms(),
+            principal,
+            &access,
+            request_id.as_deref(),
+        )
+        .await?;
+    }
     let row: Option<(Option<String>, Option<String>, Option<String>)> =
         sqlx::query_as("SELECT birth_date, email, phone FROM people WHERE cf = $1")
             .bind(person.cf.as_str())
@@ -154,6 +168,7 @@ async fn page(
         ctx.insert("joined", &req.query_string().contains("lista=1"));
     }
     ctx.insert("person", &view);
+    ctx.insert("on_behalf", &subject.mandate.is_some());
     ctx.insert("sections", SECTIONS);
     ctx.insert("section", &section);
     ctx.insert("is_staff", &matches!(principal, Principal::Staff { .. }));
@@ -163,6 +178,15 @@ async fn page(
             crate::auth::Role::Coordinatore,
             crate::auth::Role::Amministratore,
             crate::auth::Role::Revisore,
+        ]
+        .iter()
+        .any(|r| !principal.enti_with(*r).is_empty()),
+    );
+    ctx.insert(
+        "is_auditor",
+        &[
+            crate::auth::Role::Revisore,
+            crate::auth::Role::Amministratore,
         ]
         .iter()
         .any(|r| !principal.enti_with(*r).is_empty()),
@@ -249,7 +273,9 @@ async fn accesses(state: &AppState, cf: &str, limit: i64) -> Result<Vec<AccessVi
                 })
                 .collect::<Vec<_>>()
                 .join(", ");
-            let who = match name.filter(|_| state.config.ente.show_operator_names) {
+            // A delegate or representative is someone the person knows: always by name.
+            let staff = role.contains('@');
+            let who = match name.filter(|_| state.config.ente.show_operator_names || !staff) {
                 Some(name) => format!("{name}, {roles}"),
                 None => roles,
             };
@@ -275,6 +301,7 @@ async fn accesses_page(
     principal: Principal,
 ) -> Result<HttpResponse, AppError> {
     let person = signed_in(&req, &principal)?;
+    crate::delegations::own_only(&req)?;
     let mut ctx = Context::new();
     ctx.insert(
         "accesses",
@@ -294,14 +321,9 @@ type PersonRow = (
     i64,
 );
 
-/// Everything the portal holds about the person (GDPR art. 15 and 20), as JSON.
-#[get("/area-personale/esportazione.json")]
-async fn export_json(
-    state: web::Data<AppState>,
-    req: HttpRequest,
-    principal: Principal,
-) -> Result<HttpResponse, AppError> {
-    let person = signed_in(&req, &principal)?;
+/// Everything the portal holds about the person (GDPR art. 15 and 20): the same data for the JSON
+/// and the PDF export.
+async fn export_data(state: &AppState, person: &Person) -> Result<serde_json::Value, AppError> {
     let cf = person.cf.as_str();
     let row: Option<PersonRow> = sqlx::query_as(
         "SELECT given_name, family_name, birth_date, email, phone, created_at, updated_at FROM people WHERE cf = $1",
@@ -330,7 +352,7 @@ async fn export_json(
             })
         })
         .collect();
-    let (appointments, waiting) = crate::appointments::booking::list_for(&state, cf).await?;
+    let (appointments, waiting) = crate::appointments::booking::list_for(state, cf).await?;
     let appuntamenti: Vec<serde_json::Value> = appointments
         .iter()
         .map(|a| {
@@ -346,7 +368,22 @@ async fn export_json(
             })
         })
         .collect();
-    let body = serde_json::json!({
+    let deleghe: Vec<serde_json::Value> = crate::delegations::store::for_person(&state.db, cf)
+        .await?
+        .iter()
+        .map(|m| {
+            serde_json::json!({
+                "tipo": m.kind.label(),
+                "per_conto_di": format!("{} ({})", m.principal_name(), m.principal_cf),
+                "chi_opera": format!("{} ({})", m.agent_name(), m.agent_cf),
+                "ambito": m.scopes_text(),
+                "fino_al": m.valid_until_text(),
+                "stato": m.state.as_str(),
+                "registrata_il": date_time(m.created_at),
+            })
+        })
+        .collect();
+    Ok(serde_json::json!({
         "generato_il": date_time(state.clock.now_ms()),
         "titolare": state.config.ente.name,
         "persona": {
@@ -363,8 +400,21 @@ async fn export_json(
         "pratiche": pratiche,
         "appuntamenti": appuntamenti,
         "liste_di_attesa": waiting,
-        "accessi_ai_tuoi_dati": accesses(&state, cf, i64::MAX).await?,
-    });
+        "deleghe_e_rappresentanze": deleghe,
+        "accessi_ai_tuoi_dati": accesses(state, cf, i64::MAX).await?,
+    }))
+}
+
+/// Everything the portal holds about the person, as JSON (portable, art. 20).
+#[get("/area-personale/esportazione.json")]
+async fn export_json(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    principal: Principal,
+) -> Result<HttpResponse, AppError> {
+    let person = signed_in(&req, &principal)?;
+    crate::delegations::own_only(&req)?;
+    let body = export_data(&state, person).await?;
     Ok(HttpResponse::Ok()
         .content_type("application/json")
         .insert_header((
@@ -374,10 +424,110 @@ async fn export_json(
         .body(serde_json::to_string_pretty(&body).map_err(|e| AppError::Internal(e.to_string()))?))
 }
 
+/// The same, as a PDF to read (art. 15): each section with its entries, label by label.
+#[get("/area-personale/esportazione.pdf")]
+async fn export_pdf(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    principal: Principal,
+) -> Result<HttpResponse, AppError> {
+    let person = signed_in(&req, &principal)?;
+    crate::delegations::own_only(&req)?;
+    let body = export_data(&state, person).await?;
+    let mut w = crate::pdf::Writer::new();
+    w.para(10.0, false, &state.config.ente.name);
+    w.gap(6.0);
+    w.para(16.0, true, "I tuoi dati personali");
+    w.para(
+        10.0,
+        false,
+        &format!(
+            "{} ({}) — generato il {}",
+            person.display_name(),
+            person.cf,
+            date_time(state.clock.now_ms())
+        ),
+    );
+    if let serde_json::Value::Object(sections) = &body {
+        for (key, value) in sections {
+            if matches!(key.as_str(), "generato_il" | "titolare") {
+                continue;
+            }
+            w.gap(10.0);
+            w.room(40.0);
+            w.para(13.0, true, &label(key));
+            write_value(&mut w, value, 0);
+        }
+    }
+    let pdf = w
+        .finish("I tuoi dati personali", "Sportello — dati personali")
+        .map_err(|e| AppError::Internal(e.to_string()))?;
+    Ok(HttpResponse::Ok()
+        .content_type("application/pdf")
+        .insert_header((
+            "Content-Disposition",
+            "attachment; filename=\"sportello-dati-personali.pdf\"",
+        ))
+        .body(pdf))
+}
+
+/// "data_di_nascita" → "Data di nascita".
+fn label(key: &str) -> String {
+    let text = key.replace('_', " ");
+    let mut chars = text.chars();
+    match chars.next() {
+        Some(first) => first.to_uppercase().chain(chars).collect(),
+        None => text,
+    }
+}
+
+/// A JSON value as readable lines: objects as "Label: value", lists item by item.
+fn write_value(w: &mut crate::pdf::Writer, value: &serde_json::Value, depth: usize) {
+    use serde_json::Value;
+    let x = crate::pdf::MARGIN + 12.0 * depth as f32;
+    match value {
+        Value::Object(fields) => {
+            for (key, v) in fields {
+                match v {
+                    Value::Object(_) | Value::Array(_) => {
+                        w.para_at(x, 9.0, true, &label(key));
+                        write_value(w, v, depth + 1);
+                    }
+                    _ => w.para_at(x, 9.0, false, &format!("{}: {}", label(key), scalar(v))),
+                }
+            }
+        }
+        Value::Array(items) if items.is_empty() => w.para_at(x, 9.0, false, "Nessuno."),
+        Value::Array(items) => {
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    w.gap(4.0);
+                }
+                match item {
+                    Value::Object(_) | Value::Array(_) => write_value(w, item, depth),
+                    _ => w.para_at(x, 9.0, false, &format!("• {}", scalar(item))),
+                }
+            }
+        }
+        other => w.para_at(x, 9.0, false, &scalar(other)),
+    }
+}
+
+fn scalar(value: &serde_json::Value) -> String {
+    match value {
+        serde_json::Value::Null => "—".into(),
+        serde_json::Value::Bool(true) => "sì".into(),
+        serde_json::Value::Bool(false) => "no".into(),
+        serde_json::Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
 pub fn routes(cfg: &mut web::ServiceConfig) {
     // The named pages before `{section}`, which would take them.
     cfg.service(overview)
         .service(accesses_page)
         .service(export_json)
+        .service(export_pdf)
         .service(section_page);
 }

@@ -26,6 +26,7 @@ use crate::applications::store::Application;
 use crate::auth::access::{authorize, Access, Action};
 use crate::auth::{see_other, Principal};
 use crate::db::Db;
+use crate::delegations::Scope;
 use crate::domain::CodiceFiscale;
 use crate::server::AppState;
 use crate::web::error::AppError;
@@ -218,7 +219,20 @@ async fn uploadable(
     id: &str,
     slot: &str,
 ) -> Result<(Application, String), AppError> {
-    let (_, app, service) = crate::applications::flow::owned(state, req, principal, id).await?;
+    let (subject, app, service) = crate::applications::flow::owned(
+        state,
+        req,
+        principal,
+        id,
+        &[Scope::Domande, Scope::Integrazioni],
+    )
+    .await?;
+    // A draft's documents are part of the application; the ones sent later answer a request.
+    subject.require(if app.status == Status::Bozza {
+        Scope::Domande
+    } else {
+        Scope::Integrazioni
+    })?;
     let field = service
         .form
         .steps
@@ -647,6 +661,23 @@ async fn download(
         crate::citizen::signed_in(&req, &principal)?;
     }
     let owner_cf = CodiceFiscale::parse(&doc.owner_cf).map_err(|_| AppError::NotFound)?;
+    // Acting for the owner under a mandate that shows their pratiche (audited by `subject`).
+    if crate::web::session::current(&req).is_some_and(|s| s.data.acting_for.is_some()) {
+        let subject = crate::delegations::subject(
+            &state,
+            &req,
+            &principal,
+            crate::auth::LOGIN_LEVEL,
+            &[Scope::Stato],
+        )
+        .await?;
+        if subject.mandate.is_some() {
+            if subject.cf() != owner_cf.as_str() {
+                return Err(AppError::NotFound);
+            }
+            return send(&state, &doc, query.vedi.is_some()).await;
+        }
+    }
     let object = format!("documento:{}", doc.id);
     let purpose = format!("pratica:{}", doc.application_id);
     let request_id = req

@@ -2,6 +2,8 @@
 //! which roles. Only administrators see it, only for their own enti, at the SPID level the
 //! configuration asks (`auth.staff_admin_level`); every change is written to the audit log.
 
+pub mod registro;
+
 use actix_web::{get, post, web, HttpMessage, HttpRequest, HttpResponse};
 use serde::{Deserialize, Serialize};
 use tera::Context;
@@ -295,4 +297,5 @@ async fn remove(
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.service(list).service(add).service(remove);
+    registro::routes(cfg);
 }

@@ -211,6 +211,13 @@ async fn page(
     ctx.insert("summary", &app.snapshot.as_ref().map(|s| &s.summary));
     ctx.insert("applicant", &contacts);
     ctx.insert("cf", &app.applicant_cf);
+    ctx.insert(
+        "sent_by",
+        &app.snapshot
+            .as_ref()
+            .and_then(|s| s.delegate.as_ref())
+            .map(|d| format!("{} ({}), {}", d.name, d.cf, d.role)),
+    );
     ctx.insert("requests", &requests);
     ctx.insert(
         "documents",

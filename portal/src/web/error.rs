@@ -17,6 +17,10 @@ pub enum AppError {
     NotFound,
     #[error("forbidden")]
     Forbidden,
+    /// Refused, with the reason the person reads (Italian): e.g. a delegation that does not cover
+    /// the page.
+    #[error("not allowed: {0}")]
+    NotAllowed(String),
     #[error("missing or invalid CSRF token")]
     Csrf,
     /// A request the citizen can correct; the text is shown to them (Italian).
@@ -79,7 +83,7 @@ impl ResponseError for AppError {
     fn status_code(&self) -> StatusCode {
         match self {
             AppError::NotFound => StatusCode::NOT_FOUND,
-            AppError::Forbidden | AppError::Csrf => StatusCode::FORBIDDEN,
+            AppError::Forbidden | AppError::NotAllowed(_) | AppError::Csrf => StatusCode::FORBIDDEN,
             AppError::BadRequest(_) | AppError::Login(_) => StatusCode::BAD_REQUEST,
             AppError::Db(_) | AppError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             AppError::Elsewhere(_) => StatusCode::SEE_OTHER,
@@ -99,7 +103,9 @@ impl ResponseError for AppError {
                 page.title = "Sessione scaduta";
                 page.message = "La pagina era aperta da troppo tempo o la richiesta non è valida. Ricarica la pagina e riprova: i dati già salvati non sono andati persi.".into();
             }
-            AppError::BadRequest(message) => page.message = message.clone(),
+            AppError::BadRequest(message) | AppError::NotAllowed(message) => {
+                page.message = message.clone()
+            }
             AppError::Login(cause) => {
                 tracing::warn!(cause = %cause, "login not completed");
                 page.title = "Accesso non riuscito";

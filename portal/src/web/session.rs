@@ -25,6 +25,39 @@ pub struct SessionData {
     /// A form the person was sending when the page asked for a higher SPID level: kept across the
     /// step-up login and given back to the page, so nothing typed is lost.
     pub kept_form: Option<KeptForm>,
+    /// Set while the person acts for someone else under a delegation or a legal representation
+    /// (`crate::delegations`); every page then says so.
+    #[serde(default)]
+    pub acting_for: Option<ActingFor>,
+}
+
+#[derive(Clone, Serialize, Deserialize)]
+pub struct ActingFor {
+    pub mandate_id: String,
+    /// The represented person's name, for the banner.
+    pub name: String,
+}
+
+impl std::fmt::Debug for ActingFor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "ActingFor {{ mandate_id: {}, .. }}", self.mandate_id)
+    }
+}
+
+/// Enters (or, with `None`, leaves) the "acting for" mode in the current session.
+pub async fn set_acting_for(
+    db: &Db,
+    req: &HttpRequest,
+    acting_for: Option<ActingFor>,
+) -> Result<(), AppError> {
+    let Some(mut session) = current(req) else {
+        return Err(AppError::Forbidden);
+    };
+    session.data.acting_for = acting_for;
+    save(db, &session).await?;
+    // Later reads in the same request see the change.
+    req.extensions_mut().insert(session);
+    Ok(())
 }
 
 #[derive(Clone, Serialize, Deserialize)]

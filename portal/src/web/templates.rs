@@ -43,6 +43,9 @@ pub fn base_context(state: &AppState, session: Option<&Session>, req: &HttpReque
         if let Some(person) = session.data.principal.as_ref().and_then(|p| p.person()) {
             ctx.insert("user", &person.display_name());
         }
+        if let Some(acting) = &session.data.acting_for {
+            ctx.insert("acting_for", &acting.name);
+        }
     }
     ctx
 }
