@@ -191,7 +191,7 @@ async fn count(app: &TestApp, sql: &str) -> i64 {
 }
 
 /// Holds the first free time of `office` for the citizen; returns the appointment id.
-async fn hold_first(c: &Citizen, office: &str) -> String {
+pub(crate) async fn hold_first(c: &Citizen, office: &str) -> String {
     let html = c.text(&format!("/appuntamenti/prenota/{office}")).await;
     let slot = times(&html).into_iter().next().expect("a free time");
     let held = c
@@ -210,7 +210,7 @@ async fn hold_first(c: &Citizen, office: &str) -> String {
 }
 
 /// Steps 3 to 6 for a held appointment.
-async fn complete(c: &Citizen, id: &str, topic: &str) -> reqwest::Response {
+pub(crate) async fn complete(c: &Citizen, id: &str, topic: &str) -> reqwest::Response {
     let r = c
         .post(
             &format!("/appuntamenti/{id}/dettagli"),

@@ -482,8 +482,8 @@ enum Caller {
     Anonymous,
     Owner,
     OtherCitizen,
-    DelegateInScope,
-    DelegateOutOfScope,
+    DelegateForStatus,
+    DelegateForBookings,
     DelegateExpired,
     DelegateRevoked,
     Operator,
@@ -495,8 +495,8 @@ const CALLERS: [Caller; 10] = [
     Caller::Anonymous,
     Caller::Owner,
     Caller::OtherCitizen,
-    Caller::DelegateInScope,
-    Caller::DelegateOutOfScope,
+    Caller::DelegateForStatus,
+    Caller::DelegateForBookings,
     Caller::DelegateExpired,
     Caller::DelegateRevoked,
     Caller::Operator,
@@ -601,7 +601,13 @@ async fn access_matrix_every_route_every_caller() {
             .status(),
         StatusCode::SEE_OTHER
     );
-    app.clock.set_ms(NOV_23_2026 + 3 * 86_400_000);
+    // Friday evening: the first free time is next week, beyond the notice for cancelling.
+    app.clock
+        .set_ms(NOV_23_2026 + 4 * 86_400_000 + 10 * 3_600_000);
+    // And an appointment, booked by the owner.
+    let appointment = crate::appointments::hold_first(&owner, "vv-borgo").await;
+    let booked = crate::appointments::complete(&owner, &appointment, "vv-informazioni").await;
+    assert_eq!(booked.status(), StatusCode::SEE_OTHER);
 
     let other = Citizen::new(&app, 506).await;
     let operator = Citizen::staff(&app, 507, "valleverde", Role::Operatore).await;
@@ -613,8 +619,8 @@ async fn access_matrix_every_route_every_caller() {
             Anonymous => None,
             Owner => Some(&owner),
             OtherCitizen => Some(&other),
-            DelegateInScope => Some(&delegates[0].0),
-            DelegateOutOfScope => Some(&delegates[1].0),
+            DelegateForStatus => Some(&delegates[0].0),
+            DelegateForBookings => Some(&delegates[1].0),
             DelegateExpired => Some(&delegates[2].0),
             DelegateRevoked => Some(&delegates[3].0),
             Operator => Some(&operator),
@@ -649,8 +655,8 @@ async fn access_matrix_every_route_every_caller() {
     use Want::*;
     let citizen_read = |c: Caller| match c {
         Anonymous => Login,
-        Owner | DelegateInScope => Own,
-        DelegateOutOfScope => Refused(403),
+        Owner | DelegateForStatus => Own,
+        DelegateForBookings => Refused(403),
         _ => Refused(404),
     };
     type Rule = Box<dyn Fn(Caller) -> Want>;
@@ -671,8 +677,8 @@ async fn access_matrix_every_route_every_caller() {
             "/area-personale/pratiche".into(),
             Box::new(|c| match c {
                 Anonymous => Login,
-                Owner | DelegateInScope => Own,
-                DelegateOutOfScope => Refused(403),
+                Owner | DelegateForStatus => Own,
+                DelegateForBookings => Refused(403),
                 _ => Empty,
             }),
         ),
@@ -682,7 +688,7 @@ async fn access_matrix_every_route_every_caller() {
                 Anonymous => Login,
                 Owner => Own,
                 // Acting for someone: the export is only the person's own.
-                DelegateInScope | DelegateOutOfScope => Refused(403),
+                DelegateForStatus | DelegateForBookings => Refused(403),
                 // Back to their own data (their mode ended): they have no person row here.
                 _ => Refused(404),
             }),
@@ -692,7 +698,7 @@ async fn access_matrix_every_route_every_caller() {
             Box::new(|c| match c {
                 Anonymous => Login,
                 Owner => Own,
-                DelegateInScope | DelegateOutOfScope => Refused(403),
+                DelegateForStatus | DelegateForBookings => Refused(403),
                 _ => Refused(404),
             }),
         ),
@@ -771,7 +777,7 @@ async fn access_matrix_every_route_every_caller() {
         };
         let after = messages().await;
         match caller {
-            Owner | DelegateInScope => {
+            Owner | DelegateForStatus => {
                 assert_eq!(status, StatusCode::SEE_OTHER, "{caller:?}");
                 assert_eq!(after, before + 1, "{caller:?}");
             }
@@ -780,7 +786,7 @@ async fn access_matrix_every_route_every_caller() {
                 assert_eq!(after, before, "{caller:?} wrote");
             }
         }
-        if caller == DelegateOutOfScope {
+        if caller == DelegateForBookings {
             assert_eq!(status, StatusCode::FORBIDDEN);
         }
         if matches!(
@@ -795,7 +801,50 @@ async fn access_matrix_every_route_every_caller() {
             assert_eq!(status, StatusCode::NOT_FOUND, "{caller:?}");
         }
     }
-    // Withdrawing needs "domande": the delegate in scope (stato, integrazioni) may not.
+    // Cancelling the appointment needs "appuntamenti": refused to everyone else, then done by the
+    // delegate who has it.
+    let appointment_status = || async {
+        sqlx::query_scalar::<_, String>("SELECT status FROM appointments WHERE id = $1")
+            .bind(&appointment)
+            .fetch_one(db)
+            .await
+            .unwrap()
+    };
+    for caller in CALLERS {
+        if matches!(caller, Owner | DelegateForBookings) {
+            continue;
+        }
+        let path = format!("/appuntamenti/{appointment}/annulla");
+        let status = match client_of(caller) {
+            Some(c) => c.post(&path, &[]).await.status(),
+            None => anonymous_client
+                .post(format!("{}{path}", app.url))
+                .send()
+                .await
+                .unwrap()
+                .status(),
+        };
+        assert!(status.is_client_error(), "{caller:?}: {status}");
+        if caller == DelegateForStatus {
+            assert_eq!(status, StatusCode::FORBIDDEN);
+        }
+        assert_eq!(
+            appointment_status().await,
+            "prenotato",
+            "{caller:?} cancelled"
+        );
+    }
+    let cancelled = delegates[1]
+        .0
+        .post(&format!("/appuntamenti/{appointment}/annulla"), &[])
+        .await;
+    assert_eq!(
+        location(&cancelled),
+        format!("/appuntamenti/{appointment}?annullato=1")
+    );
+    assert_eq!(appointment_status().await, "annullato");
+
+    // Withdrawing needs "domande": the delegate for the status (stato, integrazioni) may not.
     for caller in CALLERS {
         if caller == Owner {
             continue;

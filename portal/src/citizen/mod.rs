@@ -169,7 +169,12 @@ async fn page(
     }
     ctx.insert("person", &view);
     ctx.insert("on_behalf", &subject.mandate.is_some());
-    ctx.insert("sections", SECTIONS);
+    // Acting for someone: their settings and delegations stay theirs.
+    let sections: Vec<&Section> = SECTIONS
+        .iter()
+        .filter(|s| subject.mandate.is_none() || !matches!(s.slug, "impostazioni" | "deleghe"))
+        .collect();
+    ctx.insert("sections", &sections);
     ctx.insert("section", &section);
     ctx.insert("is_staff", &matches!(principal, Principal::Staff { .. }));
     ctx.insert(

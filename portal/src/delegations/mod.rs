@@ -18,6 +18,7 @@ use serde::Serialize;
 use time::Date;
 
 use crate::auth::{person_at_level, Person, Principal};
+use crate::db::Db;
 use crate::domain::italian_time::{long_date, rome_date};
 use crate::domain::CodiceFiscale;
 use crate::server::AppState;
@@ -280,6 +281,8 @@ pub async fn subject<'p>(
     let Some(acting) = session::current(req).and_then(|s| s.data.acting_for) else {
         return Ok(own());
     };
+    // The session's loading ended the mode if the mandate ended; read again all the same, so that
+    // a revocation during the request is seen.
     let now = state.clock.now_ms();
     let mandate = store::get(&state.db, &acting.mandate_id)
         .await?
@@ -331,6 +334,13 @@ fn refusal(mandate: &Mandate, scope: Scope) -> AppError {
         scope.label(),
         mandate.principal_given
     ))
+}
+
+/// Whether mandate `id` still lets `agent_cf` act at `now_ms`.
+pub async fn in_force(db: &Db, id: &str, agent_cf: &str, now_ms: i64) -> Result<bool, AppError> {
+    Ok(store::get(db, id)
+        .await?
+        .is_some_and(|m| m.agent_cf == agent_cf && m.in_force(rome_date(now_ms))))
 }
 
 /// For pages only the person themself uses (settings, delegations, the export): refused while

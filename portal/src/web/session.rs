@@ -277,6 +277,21 @@ pub async fn load(state: &AppState, token: &str) -> Result<Option<Session>, AppE
         created_at,
         last_seen_at,
     };
+    // A mandate revoked or past its last day ends the "acting for" mode at the next request.
+    if let Some(acting) = &session.data.acting_for {
+        let agent = session.principal();
+        let in_force = match agent.person() {
+            Some(p) => {
+                crate::delegations::in_force(&state.db, &acting.mandate_id, p.cf.as_str(), now)
+                    .await?
+            }
+            None => false,
+        };
+        if !in_force {
+            session.data.acting_for = None;
+            save(&state.db, &session).await?;
+        }
+    }
     if now - last_seen_at >= 60_000 {
         sqlx::query("UPDATE sessions SET last_seen_at = $1 WHERE id = $2")
             .bind(now)
