@@ -749,6 +749,21 @@ async fn access_matrix_every_route_every_caller() {
         }
     }
 
+    // The file's sections list what they hold.
+    let documents = owner.text("/area-personale/documenti").await;
+    assert!(
+        documents.contains("relazione.pdf")
+            && documents.contains("Accettato")
+            && documents.contains(&format!("&#x2F;domande&#x2F;{pratica}&#x2F;ricevuta.pdf")),
+        "{documents}"
+    );
+    let deadlines = owner.text("/area-personale/scadenze").await;
+    assert!(
+        deadlines.contains("Appuntamento con il segretariato sociale")
+            && deadlines.contains("Termine per l&#x27;esito della pratica"),
+        "{deadlines}"
+    );
+
     // Changes: refused where not allowed, and then nothing changed.
     let messages = || async {
         sqlx::query_scalar::<_, i64>(

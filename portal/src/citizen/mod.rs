@@ -1,6 +1,8 @@
 //! The area personale: the signed-in person's own desk, with its sections. Each section fills in as
 //! its capability lands (pratiche, appuntamenti, …); until then it says plainly that there is nothing.
 
+pub mod sections;
+
 use actix_web::{get, web, HttpMessage, HttpRequest, HttpResponse};
 use serde::Serialize;
 use tera::Context;
@@ -140,6 +142,17 @@ async fn page(
                 .await?;
         ctx.insert("pratiche", &pratiche);
         ctx.insert("deleted", &req.query_string().contains("eliminata=1"));
+    }
+    if section.is_some_and(|s| s.slug == "documenti") {
+        let (documents, receipts) = sections::documents(state, person.cf.as_str()).await?;
+        ctx.insert("documents", &documents);
+        ctx.insert("receipts", &receipts);
+    }
+    if section.is_some_and(|s| s.slug == "scadenze") {
+        ctx.insert(
+            "deadlines",
+            &sections::deadlines(state, person.cf.as_str()).await?,
+        );
     }
     if section.is_some_and(|s| s.slug == "messaggi") {
         ctx.insert(

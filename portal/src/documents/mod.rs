@@ -69,7 +69,7 @@ struct DocumentView<'a> {
     size_label: String,
 }
 
-fn size_label(bytes: i64) -> String {
+pub fn size_label(bytes: i64) -> String {
     if bytes >= MB as i64 {
         format!("{:.1} MB", bytes as f64 / MB as f64).replace('.', ",")
     } else {
