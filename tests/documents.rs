@@ -494,3 +494,238 @@ async fn hostile_files_are_refused_with_their_message_and_the_portal_carries_on(
     );
     app.stop().await;
 }
+
+/// Polls until the document's reading is done; returns its OCR state.
+async fn read_done(app: &TestApp, doc: &str) -> String {
+    for _ in 0..600 {
+        let state: Option<String> =
+            sqlx::query_scalar("SELECT ocr_status FROM documents WHERE id = $1")
+                .bind(doc)
+                .fetch_one(&app.db().pool)
+                .await
+                .unwrap();
+        if state.as_deref() != Some("in_lettura") {
+            return state.unwrap_or_default();
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    panic!("document {doc} still being read after 60 s");
+}
+
+async fn document_named(app: &TestApp, id: &str, label: &str) -> String {
+    sqlx::query_scalar("SELECT id FROM documents WHERE application_id = $1 AND label = $2")
+        .bind(id)
+        .bind(label)
+        .fetch_one(&app.db().pool)
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_standard_form_comes_back_as_a_photo_and_is_read_checked_and_compared() {
+    use crate::scans::{render, sign, spoil, Damage};
+    let app = app().await;
+    let citizen = Citizen::new(&app, 41).await;
+    let mut answers = portal::applications::form::Answers::new();
+    for (k, v) in [
+        ("richiedente_cognome", "Prova41"),
+        ("richiedente_nome", "Maria"),
+        ("richiedente_cf", citizen.cf.as_str()),
+        ("indirizzo_assistenza", "Via Roma 12"),
+        ("ore_settimanali", "6"),
+    ] {
+        answers.insert(k.into(), serde_json::Value::String(v.into()));
+    }
+    let id = portal::applications::store::create_draft(
+        app.db(),
+        app.clock.now_ms(),
+        &portal::applications::store::NewDraft {
+            ente_code: "valleverde",
+            service_code: "sad",
+            form_version: 1,
+            applicant_cf: &citizen.cf,
+            answers: &answers,
+        },
+    )
+    .await
+    .unwrap();
+
+    // The slot's page offers the form, printed with the pratica's data.
+    let page = citizen
+        .text(&format!("/domande/{id}/allegati/{SLOT}"))
+        .await;
+    assert!(
+        page.contains("Moduli da firmare") && page.contains("/moduli/autodichiarazione-sad.pdf"),
+        "{page}"
+    );
+    let pdf = citizen
+        .get(&format!("/domande/{id}/moduli/autodichiarazione-sad.pdf"))
+        .await
+        .bytes()
+        .await
+        .unwrap()
+        .to_vec();
+    let text = crate::applications::pdf_text(&pdf);
+    assert!(
+        text.contains("Prova41") && text.contains(&citizen.cf) && text.contains("Via Roma 12"),
+        "{text}"
+    );
+    assert_eq!(
+        citizen
+            .get(&format!("/domande/{id}/moduli/delega.pdf"))
+            .await
+            .status(),
+        StatusCode::NOT_FOUND,
+        "a form of no service of this pratica"
+    );
+
+    // Printed, signed, photographed slightly turned, noisy, as a JPEG at quality 50.
+    let forms =
+        portal::documents::paper::PaperForms::load(&crate::support::root().join("forms")).unwrap();
+    let box_ = forms
+        .get("autodichiarazione-sad")
+        .unwrap()
+        .layout()
+        .signature
+        .unwrap();
+    let mut page = render(&pdf, 200);
+    let blank = page.clone();
+    sign(&mut page, (box_.x, box_.y, box_.w, box_.h), 200);
+    let photo = spoil(
+        &page,
+        Damage {
+            rotation: 2.0,
+            noise: 8.0,
+            jpeg_quality: 50,
+            ..Damage::NONE
+        },
+    );
+    let (status, answer) = upload(&citizen, &id, "modulo.jpg", &photo).await;
+    assert_eq!(
+        (status, answer["stato"].as_str()),
+        (StatusCode::OK, Some("accettato")),
+        "{answer}"
+    );
+    let signed_doc = document_named(&app, &id, "modulo.jpg").await;
+    assert_eq!(read_done(&app, &signed_doc).await, "letto");
+    let fields: Vec<(String, String, i32, Option<String>)> = sqlx::query_as(
+        "SELECT field, value, confidence, problem FROM document_fields WHERE document_id = $1 ORDER BY position",
+    )
+    .bind(&signed_doc)
+    .fetch_all(&app.db().pool)
+    .await
+    .unwrap();
+    let value = |f: &str| {
+        fields
+            .iter()
+            .find(|x| x.0 == f)
+            .map(|x| x.1.clone())
+            .unwrap_or_default()
+    };
+    assert_eq!(value("codice_fiscale"), citizen.cf, "{fields:?}");
+    assert_eq!(value("cognome"), "Prova41", "{fields:?}");
+    assert_eq!(value("indirizzo"), "Via Roma 12", "{fields:?}");
+    assert_eq!(value("ore"), "6", "{fields:?}");
+    assert!(
+        fields.iter().all(|f| f.3.is_none()),
+        "no problem: {fields:?}"
+    );
+    let (form, signed): (Option<String>, Option<i32>) =
+        sqlx::query_as("SELECT form_code, signed FROM documents WHERE id = $1")
+            .bind(&signed_doc)
+            .fetch_one(&app.db().pool)
+            .await
+            .unwrap();
+    assert_eq!(
+        (form.as_deref(), signed),
+        (Some("autodichiarazione-sad"), Some(1))
+    );
+    let page_html = citizen
+        .text(&format!("/domande/{id}/allegati/{SLOT}"))
+        .await;
+    assert!(
+        page_html.contains("Dati letti dal modulo")
+            && page_html.contains("Firma presente")
+            && page_html.contains("Letto"),
+        "{page_html}"
+    );
+
+    // The citizen changed the address since printing, and sent the photo unsigned: both flagged.
+    let mut changed = answers.clone();
+    changed.insert(
+        "indirizzo_assistenza".into(),
+        serde_json::Value::String("Via Milano 3".into()),
+    );
+    sqlx::query("UPDATE applications SET answers = $2 WHERE id = $1")
+        .bind(&id)
+        .bind(serde_json::to_string(&changed).unwrap())
+        .execute(&app.db().pool)
+        .await
+        .unwrap();
+    let unsigned = spoil(
+        &blank,
+        Damage {
+            rotation: -1.5,
+            noise: 6.0,
+            jpeg_quality: 60,
+            seed: 7,
+            ..Damage::NONE
+        },
+    );
+    let (status, _) = upload(&citizen, &id, "senza-firma.jpg", &unsigned).await;
+    assert_eq!(status, StatusCode::OK);
+    let unsigned_doc = document_named(&app, &id, "senza-firma.jpg").await;
+    assert_eq!(read_done(&app, &unsigned_doc).await, "letto");
+    let page_html = citizen
+        .text(&format!("/domande/{id}/allegati/{SLOT}"))
+        .await;
+    assert!(
+        page_html.contains("La casella della firma sembra vuota"),
+        "{page_html}"
+    );
+    assert!(
+        page_html.contains("Diverso da quanto scritto nella domanda: «Via Milano 3»"),
+        "{page_html}"
+    );
+
+    // The citizen corrects the reading; the operator sees reading, confidence, problem, correction.
+    let r = citizen
+        .post(
+            &format!("/domande/{id}/allegati/{SLOT}/{unsigned_doc}/campi"),
+            &[
+                ("campo_indirizzo", "Via Milano 3"),
+                ("campo_cognome", "Prova41"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    let (corrected, confirmed): (Option<String>, Option<i64>) = sqlx::query_as(
+        "SELECT corrected, confirmed_at FROM document_fields WHERE document_id = $1 AND field = 'indirizzo'",
+    )
+    .bind(&unsigned_doc)
+    .fetch_one(&app.db().pool)
+    .await
+    .unwrap();
+    assert_eq!(corrected.as_deref(), Some("Via Milano 3"));
+    assert!(confirmed.is_some());
+    let empty = portal::applications::form::Answers::new();
+    portal::applications::store::submit(
+        app.db(),
+        app.clock.now_ms(),
+        &id,
+        &submission(&citizen.cf, "valleverde", &empty),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    let operator = Citizen::staff(&app, 42, "valleverde", portal::auth::Role::Operatore).await;
+    let desk = operator.text(&format!("/ufficio/pratiche/{id}")).await;
+    assert!(
+        desk.contains("Modulo autodichiarazione-sad letto")
+            && desk.contains("firma mancante")
+            && desk.contains("corretto dal cittadino: Via Milano 3")
+            && desk.contains("%</td>"),
+        "{desk}"
+    );
+    app.stop().await;
+}

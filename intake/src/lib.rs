@@ -3,9 +3,12 @@
 //! The code that touches hostile input, knowing nothing of HTTP or the database: the type decided
 //! by the content (`sniff`), PDF inspection (`pdf`), images decoded with limits and re-encoded
 //! (`image`), and `inspect`, which the portal runs in a child process with time and memory
-//! limits (`sportello intake <in> <out>`, see `child`). Still to come: OCR of the standard forms.
+//! limits (`sportello intake <in> <out>`, see `child`); OCR with Tesseract (`ocr`) and the reading
+//! back of the standard paper forms (`form`: QR code, registration marks, zones, signature ink).
 
+pub mod form;
 pub mod image;
+pub mod ocr;
 pub mod pdf;
 
 use serde::{Deserialize, Serialize};

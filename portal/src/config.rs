@@ -327,6 +327,10 @@ pub struct DocumentsConfig {
     pub inspect_concurrency: usize,
     /// clamd for the virus scan (`host:port` or a Unix socket path); unset: no scan.
     pub clamd: Option<String>,
+    /// How many Tesseract engines read documents at once (one per worker thread); 0 turns OCR off.
+    pub ocr_engines: usize,
+    /// The Tesseract model (`ita`: the tesseract-ocr-ita package).
+    pub ocr_language: String,
 }
 
 impl Default for DocumentsConfig {
@@ -343,6 +347,8 @@ impl Default for DocumentsConfig {
             inspect_memory_mb: 1024,
             intake_program: None,
             inspect_concurrency: 2,
+            ocr_engines: 2,
+            ocr_language: "ita".into(),
             clamd: None,
         }
     }

@@ -39,7 +39,7 @@ fn win_ansi(text: &str) -> Vec<u8> {
 }
 
 /// Splits `text` into lines of at most `width` characters, at spaces where it can.
-fn wrap(text: &str, width: usize) -> Vec<String> {
+pub fn wrap(text: &str, width: usize) -> Vec<String> {
     let mut lines = Vec::new();
     let mut line = String::new();
     for word in text.split_whitespace() {
@@ -130,6 +130,25 @@ impl Writer {
 
     pub fn gap(&mut self, h: f32) {
         self.y -= h;
+    }
+
+    /// Text with its baseline at `y` points from the top of the current page.
+    pub fn text_top(&mut self, x: f32, y: f32, size: f32, bold: bool, text: &str) {
+        self.text_at(x, PAGE_H - y, size, bold, text);
+    }
+
+    /// A rectangle whose top-left corner is (x, y) points from the top-left of the current page:
+    /// filled black, or outlined.
+    pub fn rect_top(&mut self, x: f32, y: f32, w: f32, h: f32, fill: bool) {
+        let ops = self.ops();
+        ops.push(Operation::new("q", vec![]));
+        ops.push(Operation::new("w", vec![0.8.into()]));
+        ops.push(Operation::new(
+            "re",
+            vec![x.into(), (PAGE_H - y - h).into(), w.into(), h.into()],
+        ));
+        ops.push(Operation::new(if fill { "f" } else { "S" }, vec![]));
+        ops.push(Operation::new("Q", vec![]));
     }
 
     /// A QR code with its top-left corner at (x, y), `module` points per module.

@@ -62,6 +62,10 @@ pub struct AppState {
     pub vault: crate::documents::vault::Vault,
     /// Turns for the child processes that inspect uploads (`documents.inspect_concurrency`).
     pub inspections: Arc<tokio::sync::Semaphore>,
+    /// The portal's own paper forms (`forms/paper`).
+    pub paper_forms: Arc<crate::documents::paper::PaperForms>,
+    /// The Tesseract engines (`documents.ocr_engines`).
+    pub ocr: Arc<crate::documents::ocr::OcrPool>,
 }
 
 impl AppState {
@@ -284,6 +288,7 @@ pub struct Server {
         tokio::sync::watch::Sender<bool>,
         tokio::task::JoinHandle<()>,
     )>,
+    ocr: Arc<crate::documents::ocr::OcrPool>,
 }
 
 impl Server {
@@ -309,6 +314,14 @@ impl Server {
         }
         let keys = PortalKeys::load(&config)?;
         let catalogue = Catalogue::load(&config.forms_dir)?;
+        let paper_forms = Arc::new(
+            crate::documents::paper::PaperForms::load(&config.forms_dir)
+                .map_err(|e| StartError::Setup(format!("paper forms: {e}")))?,
+        );
+        let ocr = Arc::new(crate::documents::ocr::OcrPool::start(
+            config.documents.ocr_engines,
+            &config.documents.ocr_language,
+        ));
         let templates =
             crate::web::templates::load().map_err(|e| StartError::Templates(e.to_string()))?;
 
@@ -353,6 +366,8 @@ impl Server {
         let metrics = Arc::new(Metrics::new());
         let state = web::Data::new(AppState {
             vault,
+            paper_forms: paper_forms.clone(),
+            ocr: ocr.clone(),
             inspections: Arc::new(tokio::sync::Semaphore::new(
                 config.documents.inspect_concurrency.max(1),
             )),
@@ -451,6 +466,14 @@ impl Server {
             }),
         );
         handlers.insert(
+            crate::documents::ocr::JOB,
+            Arc::new(crate::documents::ocr::ReadDocuments {
+                pool: ocr.clone(),
+                vault: state.vault.clone(),
+                forms: paper_forms,
+            }),
+        );
+        handlers.insert(
             crate::alerts::sweep::SWEEP_JOB,
             Arc::new(crate::alerts::sweep::Sweep {
                 catalogue: state.catalogue.clone(),
@@ -484,6 +507,7 @@ impl Server {
             server,
             workers,
             broker,
+            ocr,
         })
     }
 
@@ -496,6 +520,7 @@ impl Server {
             let _ = relay.await;
         }
         self.workers.shutdown().await;
+        self.ocr.stop();
         self.db.pool.close().await;
     }
 }

@@ -8,6 +8,8 @@
 //! and `GET /documenti/{id}`.
 
 pub mod clamd;
+pub mod ocr;
+pub mod paper;
 pub mod sandbox;
 pub mod vault;
 
@@ -49,13 +51,36 @@ pub struct Document {
     pub reason: Option<String>,
     pub pages: Option<i32>,
     pub created_at: i64,
+    /// `in_lettura`, `letto`, `illeggibile`, or nothing to read.
+    pub ocr_status: Option<String>,
+    pub ocr_confidence: Option<i32>,
+    /// The standard form recognised, and whether its signature box holds ink.
+    pub form_code: Option<String>,
+    pub signed: Option<bool>,
+    /// The fields read from a standard form.
+    pub fields: Vec<FieldRow>,
+}
+
+/// A field read from a standard form, as kept.
+#[derive(Debug, Clone, Serialize)]
+pub struct FieldRow {
+    pub field: String,
+    pub label: String,
+    pub value: String,
+    pub confidence: i32,
+    pub problem: Option<String>,
+    pub expected: Option<String>,
+    pub corrected: Option<String>,
+    pub confirmed: bool,
 }
 
 impl Document {
     pub fn status_label(&self) -> &'static str {
-        match self.status.as_str() {
-            "accettato" => "Accettato",
-            "rifiutato" => "Rifiutato",
+        match (self.status.as_str(), self.ocr_status.as_deref()) {
+            ("accettato", Some("in_lettura")) => "In lettura",
+            ("accettato", Some("letto")) => "Letto",
+            ("accettato", _) => "Accettato",
+            ("rifiutato", _) => "Rifiutato",
             _ => "In verifica",
         }
     }
@@ -88,9 +113,11 @@ fn views(docs: &[Document]) -> Vec<DocumentView<'_>> {
 }
 
 const COLUMNS: &str =
-    "id, application_id, owner_cf, slot, label, kind, size, sha256, status, reason, pages, created_at";
+    "id, application_id, owner_cf, slot, label, kind, size, sha256, status, reason, \
+    pages, created_at, ocr_status, ocr_confidence, form_code, signed";
 
-/// The documents of a pratica still kept (not removed), oldest first.
+/// The documents of a pratica still kept (not removed), oldest first, with the fields read from
+/// the standard forms among them.
 pub async fn for_application(db: &Db, application_id: &str) -> Result<Vec<Document>, sqlx::Error> {
     use sqlx::Row;
     let rows = sqlx::query(&format!(
@@ -99,7 +126,8 @@ pub async fn for_application(db: &Db, application_id: &str) -> Result<Vec<Docume
     .bind(application_id)
     .fetch_all(&db.pool)
     .await?;
-    rows.iter()
+    let mut docs = rows
+        .iter()
         .map(|r| {
             Ok(Document {
                 id: r.try_get("id")?,
@@ -114,9 +142,48 @@ pub async fn for_application(db: &Db, application_id: &str) -> Result<Vec<Docume
                 reason: r.try_get("reason")?,
                 pages: r.try_get("pages")?,
                 created_at: r.try_get("created_at")?,
+                ocr_status: r.try_get("ocr_status")?,
+                ocr_confidence: r.try_get("ocr_confidence")?,
+                form_code: r.try_get("form_code")?,
+                signed: r.try_get::<Option<i32>, _>("signed")?.map(|s| s != 0),
+                fields: Vec::new(),
             })
         })
-        .collect()
+        .collect::<Result<Vec<Document>, sqlx::Error>>()?;
+    type FieldTuple = (
+        String,
+        String,
+        String,
+        String,
+        i32,
+        Option<String>,
+        Option<String>,
+        Option<String>,
+        Option<i64>,
+    );
+    let fields: Vec<FieldTuple> = sqlx::query_as(
+        "SELECT f.document_id, f.field, f.label, f.value, f.confidence, f.problem, f.expected, f.corrected, f.confirmed_at \
+         FROM document_fields f JOIN documents d ON d.id = f.document_id \
+         WHERE d.application_id = $1 ORDER BY f.document_id, f.position",
+    )
+    .bind(application_id)
+    .fetch_all(&db.pool)
+    .await?;
+    for (doc, field, label, value, confidence, problem, expected, corrected, confirmed) in fields {
+        if let Some(d) = docs.iter_mut().find(|d| d.id == doc) {
+            d.fields.push(FieldRow {
+                field,
+                label,
+                value,
+                confidence,
+                problem,
+                expected,
+                corrected,
+                confirmed: confirmed.is_some(),
+            });
+        }
+    }
+    Ok(docs)
 }
 
 /// An accepted document of a pratica, as the receipt and the CSI see it.
@@ -296,6 +363,15 @@ async fn slot_response(
     ctx.insert("slot", slot);
     ctx.insert("label", label);
     ctx.insert("documents", &views(&docs));
+    ctx.insert(
+        "forms",
+        &state
+            .paper_forms
+            .of_service(&app.service_code)
+            .iter()
+            .map(|f| (f.code.as_str(), f.title.as_str()))
+            .collect::<Vec<_>>(),
+    );
     ctx.insert("can_change", &can_change(app));
     ctx.insert("outcome", &outcome);
     // URL-safe base64: it goes in the address as it is.
@@ -502,7 +578,7 @@ async fn upload(
             kind,
             pages,
             reencoded,
-            ..
+            text,
         } => {
             let source = if reencoded { &clean.0 } else { &tmp.0 };
             let file = tokio::fs::File::open(source)
@@ -523,6 +599,28 @@ async fn upload(
             .bind(wrapped)
             .execute(&state.db.pool)
             .await?;
+            // Read: a PDF's text layer now; a photo or a scan by the OCR job.
+            match (kind, text) {
+                (intake::Kind::Pdf, Some(text)) => {
+                    sqlx::query(
+                        "UPDATE documents SET ocr_status = 'letto', ocr_text = $2 WHERE id = $1",
+                    )
+                    .bind(&doc_id)
+                    .bind(text)
+                    .execute(&state.db.pool)
+                    .await?;
+                }
+                (intake::Kind::Jpeg | intake::Kind::Png, _) if state.ocr.size > 0 => {
+                    let mut tx = state.db.pool.begin().await?;
+                    sqlx::query("UPDATE documents SET ocr_status = 'in_lettura' WHERE id = $1")
+                        .bind(&doc_id)
+                        .execute(&mut *tx)
+                        .await?;
+                    ocr::schedule(&mut *tx, now, &doc_id).await?;
+                    tx.commit().await?;
+                }
+                _ => {}
+            }
             if app.status != Status::Bozza {
                 // An answer to a request for documents: the CSI hears of it now (a draft's
                 // documents go with its submission).
@@ -608,6 +706,13 @@ pub struct Found {
     pub kind: Option<intake::Kind>,
     storage_id: String,
     wrapped: Vec<u8>,
+}
+
+impl Found {
+    /// Where the encrypted copy is, and its wrapped key.
+    pub fn stored(&self) -> Option<(&str, &[u8])> {
+        Some((self.storage_id.as_str(), self.wrapped.as_slice()))
+    }
 }
 
 /// The accepted, stored document `id`, if there is one.
@@ -769,9 +874,54 @@ fn tampered(e: &vault::VaultError) -> AppError {
     AppError::Internal("documento non leggibile".into())
 }
 
+/// The citizen confirms the values read from a standard form, correcting those read wrong
+/// (`campo_<field>`); the operator sees both the reading and the correction.
+#[post("/domande/{id}/allegati/{slot}/{doc}/campi")]
+async fn confirm_fields(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    principal: Principal,
+    path: web::Path<(String, String, String)>,
+    sent: web::Form<Vec<(String, String)>>,
+) -> Result<HttpResponse, AppError> {
+    let (id, slot, doc_id) = path.into_inner();
+    let (app, _) = uploadable(&state, &req, &principal, &id, &slot).await?;
+    let doc = for_application(&state.db, &app.id)
+        .await?
+        .into_iter()
+        .find(|d| d.id == doc_id && d.slot == slot)
+        .ok_or(AppError::NotFound)?;
+    let now = state.clock.now_ms();
+    let mut tx = state.db.pool.begin().await?;
+    for field in &doc.fields {
+        let typed = sent
+            .iter()
+            .find(|(k, _)| k.strip_prefix("campo_") == Some(field.field.as_str()))
+            .map(|(_, v)| v.trim().chars().take(200).collect::<String>());
+        let corrected = typed.filter(|v| !v.is_empty() && *v != field.value);
+        sqlx::query(
+            "UPDATE document_fields SET corrected = $3, confirmed_at = $4 WHERE document_id = $1 AND field = $2",
+        )
+        .bind(&doc.id)
+        .bind(&field.field)
+        .bind(corrected)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+    }
+    tx.commit().await?;
+    Ok(see_other(&format!(
+        "/domande/{}/allegati/{slot}?esito=confermato{}",
+        app.id,
+        query_step(&req)
+    )))
+}
+
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.service(slot_page)
         .service(upload)
+        .service(confirm_fields)
         .service(remove)
         .service(download);
+    paper::routes(cfg);
 }

@@ -1,0 +1,367 @@
+//! Reading back a standard paper form from a scan or a photo. The form carries a QR code (which
+//! form, which version, which pratica) and four registration marks near the corners of the page.
+//! The QR code is found and decoded first; its corners give a first estimate of where the page
+//! lies in the image, which finds the four marks; the marks give the exact projective mapping from
+//! the page to the image (rotation, scale, a phone's perspective). Each field's zone is then
+//! straightened out of the image and read as one line with its character set, and the signature
+//! box is checked for ink.
+//!
+//! Page coordinates are PDF points from the top-left corner of the page, y going down.
+
+use image::GrayImage;
+use serde::{Deserialize, Serialize};
+
+use crate::ocr::{Engine, Mode, OcrError};
+
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Rect {
+    pub x: f32,
+    pub y: f32,
+    pub w: f32,
+    pub h: f32,
+}
+
+impl Rect {
+    pub fn center(&self) -> (f32, f32) {
+        (self.x + self.w / 2.0, self.y + self.h / 2.0)
+    }
+}
+
+/// Where things are on a form's page.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Layout {
+    /// The four registration marks (filled squares): top-left, top-right, bottom-right,
+    /// bottom-left.
+    pub marks: [Rect; 4],
+    /// The QR code's square.
+    pub qr: Rect,
+    pub fields: Vec<Zone>,
+    pub signature: Option<Rect>,
+}
+
+/// A field's box, and the characters it may hold.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Zone {
+    pub id: String,
+    pub rect: Rect,
+    pub charset: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct FieldReading {
+    pub id: String,
+    pub text: String,
+    pub confidence: u8,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct FormReading {
+    /// The QR code's content.
+    pub code: String,
+    pub fields: Vec<FieldReading>,
+    /// Whether the signature box holds ink (`None`: the form has no signature box).
+    pub signed: Option<bool>,
+    /// How much the page was turned in the image, in degrees.
+    pub rotation: f32,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum FormError {
+    #[error("no QR code of a standard form was found")]
+    NoCode,
+    #[error("the QR code {0:?} is not of a form known here")]
+    UnknownForm(String),
+    #[error("the registration marks were not found")]
+    NoMarks,
+    #[error(transparent)]
+    Ocr(#[from] OcrError),
+}
+
+/// A QR code found: content, corners, side in modules.
+pub type FoundCode = (String, [(f32, f32); 4], usize);
+
+/// The QR codes in `image`: their content, their corners (top-left, top-right, bottom-right,
+/// bottom-left as the code sees them; half a module outside the code, as the detector gives them)
+/// and their side in modules.
+pub fn qr_codes(image: &GrayImage) -> Vec<FoundCode> {
+    let (w, h) = image.dimensions();
+    let mut prepared =
+        rqrr::PreparedImage::prepare_from_greyscale(w as usize, h as usize, |x, y| {
+            image.get_pixel(x as u32, y as u32).0[0]
+        });
+    prepared
+        .detect_grids()
+        .into_iter()
+        .filter_map(|grid| {
+            let corners = grid.bounds.map(|p| (p.x as f32, p.y as f32));
+            grid.decode()
+                .ok()
+                .map(|(meta, content)| (content, corners, 17 + 4 * meta.version.0))
+        })
+        .collect()
+}
+
+/// A projective mapping of the plane (the page to the image).
+#[derive(Debug, Clone, Copy)]
+pub struct Homography([f64; 9]);
+
+impl Homography {
+    /// The mapping that takes each `from` point to its `to` point; `None` when the points are
+    /// degenerate (three in a line).
+    #[allow(clippy::needless_range_loop)] // row-and-column arithmetic reads best with indices
+    pub fn from_points(from: [(f32, f32); 4], to: [(f32, f32); 4]) -> Option<Homography> {
+        // h33 = 1; two equations per pair: 8 unknowns.
+        let mut a = [[0f64; 9]; 8];
+        for i in 0..4 {
+            let (x, y) = (f64::from(from[i].0), f64::from(from[i].1));
+            let (u, v) = (f64::from(to[i].0), f64::from(to[i].1));
+            a[2 * i] = [x, y, 1.0, 0.0, 0.0, 0.0, -u * x, -u * y, u];
+            a[2 * i + 1] = [0.0, 0.0, 0.0, x, y, 1.0, -v * x, -v * y, v];
+        }
+        // Gaussian elimination with partial pivoting.
+        for col in 0..8 {
+            let pivot = (col..8).max_by(|&r, &s| a[r][col].abs().total_cmp(&a[s][col].abs()))?;
+            if a[pivot][col].abs() < 1e-9 {
+                return None;
+            }
+            a.swap(col, pivot);
+            for row in 0..8 {
+                if row != col {
+                    let f = a[row][col] / a[col][col];
+                    for k in col..9 {
+                        a[row][k] -= f * a[col][k];
+                    }
+                }
+            }
+        }
+        let mut h = [0f64; 9];
+        for i in 0..8 {
+            h[i] = a[i][8] / a[i][i];
+        }
+        h[8] = 1.0;
+        Some(Homography(h))
+    }
+
+    pub fn map(&self, (x, y): (f32, f32)) -> (f32, f32) {
+        let h = &self.0;
+        let (x, y) = (f64::from(x), f64::from(y));
+        let d = h[6] * x + h[7] * y + h[8];
+        (
+            ((h[0] * x + h[1] * y + h[2]) / d) as f32,
+            ((h[3] * x + h[4] * y + h[5]) / d) as f32,
+        )
+    }
+}
+
+fn sample(image: &GrayImage, (x, y): (f32, f32)) -> u8 {
+    let (w, h) = image.dimensions();
+    if x < 0.0 || y < 0.0 || x >= (w - 1) as f32 || y >= (h - 1) as f32 {
+        return 255;
+    }
+    let (x0, y0) = (x.floor() as u32, y.floor() as u32);
+    let (fx, fy) = (x - x0 as f32, y - y0 as f32);
+    let p = |dx, dy| f32::from(image.get_pixel(x0 + dx, y0 + dy).0[0]);
+    let top = p(0, 0) * (1.0 - fx) + p(1, 0) * fx;
+    let bottom = p(0, 1) * (1.0 - fx) + p(1, 1) * fx;
+    (top * (1.0 - fy) + bottom * fy).round().clamp(0.0, 255.0) as u8
+}
+
+/// The page rectangle `rect`, straightened out of `image` at `scale` pixels per point, with a
+/// white margin around it (Tesseract reads better with one).
+pub fn rectify(image: &GrayImage, page_to_image: &Homography, rect: Rect, scale: f32) -> GrayImage {
+    let margin = 12;
+    let w = (rect.w * scale).round().max(1.0) as u32;
+    let h = (rect.h * scale).round().max(1.0) as u32;
+    let mut out = GrayImage::from_pixel(w + 2 * margin, h + 2 * margin, image::Luma([255]));
+    for j in 0..h {
+        for i in 0..w {
+            let page = (
+                rect.x + (i as f32 + 0.5) / scale,
+                rect.y + (j as f32 + 0.5) / scale,
+            );
+            let v = sample(image, page_to_image.map(page));
+            out.put_pixel(i + margin, j + margin, image::Luma([v]));
+        }
+    }
+    out
+}
+
+/// Otsu's threshold of the image's histogram: what separates ink from paper.
+fn otsu(image: &GrayImage) -> u8 {
+    let mut histogram = [0u64; 256];
+    for p in image.pixels() {
+        histogram[usize::from(p.0[0])] += 1;
+    }
+    let total: u64 = histogram.iter().sum();
+    let sum: f64 = histogram
+        .iter()
+        .enumerate()
+        .map(|(i, &c)| i as f64 * c as f64)
+        .sum();
+    let (mut background, mut sum_background, mut best, mut threshold) = (0u64, 0f64, 0f64, 128u8);
+    for (i, &count) in histogram.iter().enumerate() {
+        background += count;
+        if background == 0 {
+            continue;
+        }
+        let foreground = total - background;
+        if foreground == 0 {
+            break;
+        }
+        sum_background += i as f64 * count as f64;
+        let mean_b = sum_background / background as f64;
+        let mean_f = (sum - sum_background) / foreground as f64;
+        let between = background as f64 * foreground as f64 * (mean_b - mean_f).powi(2);
+        if between > best {
+            best = between;
+            threshold = i as u8;
+        }
+    }
+    threshold
+}
+
+/// The centre of the dark pixels in the square of side `2 * radius` around `around`; `None` when
+/// there are too few of them to be a mark.
+fn dark_centre(
+    image: &GrayImage,
+    around: (f32, f32),
+    radius: f32,
+    threshold: u8,
+    min_pixels: f32,
+) -> Option<(f32, f32)> {
+    let (w, h) = image.dimensions();
+    let x0 = (around.0 - radius).max(0.0) as u32;
+    let y0 = (around.1 - radius).max(0.0) as u32;
+    let x1 = ((around.0 + radius) as u32).min(w.saturating_sub(1));
+    let y1 = ((around.1 + radius) as u32).min(h.saturating_sub(1));
+    let (mut n, mut sx, mut sy) = (0f64, 0f64, 0f64);
+    for y in y0..=y1 {
+        for x in x0..=x1 {
+            if image.get_pixel(x, y).0[0] < threshold {
+                n += 1.0;
+                sx += f64::from(x);
+                sy += f64::from(y);
+            }
+        }
+    }
+    (n >= f64::from(min_pixels)).then(|| ((sx / n + 0.5) as f32, (sy / n + 0.5) as f32))
+}
+
+/// Finds the page in `image` from its QR code and registration marks: the QR code's content and
+/// the mapping from page points to image pixels. `layout_for` gives the layout of the form the
+/// code names.
+pub fn locate(
+    image: &GrayImage,
+    layout_for: &dyn Fn(&str) -> Option<Layout>,
+) -> Result<(String, Layout, Homography), FormError> {
+    let codes = qr_codes(image);
+    let (code, corners, modules) = codes.into_iter().next().ok_or(FormError::NoCode)?;
+    let layout = layout_for(&code).ok_or_else(|| FormError::UnknownForm(code.clone()))?;
+    // The detector's corners are half a module outside the code.
+    let half = layout.qr.w / modules.max(21) as f32 / 2.0;
+    let q = Rect {
+        x: layout.qr.x - half,
+        y: layout.qr.y - half,
+        w: layout.qr.w + 2.0 * half,
+        h: layout.qr.h + 2.0 * half,
+    };
+    let qr_page = [
+        (q.x, q.y),
+        (q.x + q.w, q.y),
+        (q.x + q.w, q.y + q.h),
+        (q.x, q.y + q.h),
+    ];
+    let rough = Homography::from_points(qr_page, corners).ok_or(FormError::NoMarks)?;
+    // Pixels per point, roughly: the QR code's side in the image over its side on the page.
+    let side = ((corners[1].0 - corners[0].0).hypot(corners[1].1 - corners[0].1)) / q.w;
+    let threshold = otsu(image).clamp(60, 200);
+    let mut found = [(0f32, 0f32); 4];
+    let mut page = [(0f32, 0f32); 4];
+    for (i, mark) in layout.marks.iter().enumerate() {
+        let expected = rough.map(mark.center());
+        let radius = mark.w * side * 1.5;
+        let min_pixels = (mark.w * side).powi(2) * 0.4;
+        found[i] = dark_centre(image, expected, radius, threshold, min_pixels)
+            .ok_or(FormError::NoMarks)?;
+        page[i] = mark.center();
+    }
+    let exact = Homography::from_points(page, found).ok_or(FormError::NoMarks)?;
+    Ok((code, layout, exact))
+}
+
+/// Reads every field of the form in `image` with `engine`.
+pub fn read(
+    image: &GrayImage,
+    layout_for: &dyn Fn(&str) -> Option<Layout>,
+    engine: &mut Engine,
+) -> Result<FormReading, FormError> {
+    let (code, layout, h) = locate(image, layout_for)?;
+    // 300 dpi: 300 / 72 pixels per point.
+    let scale = 300.0 / 72.0;
+    let mut fields = Vec::new();
+    for zone in &layout.fields {
+        let crop = rectify(image, &h, zone.rect, scale);
+        let reading = engine.read(
+            &crop,
+            300,
+            Mode::Line {
+                charset: zone.charset.as_deref(),
+            },
+        )?;
+        fields.push(FieldReading {
+            id: zone.id.clone(),
+            text: reading.text,
+            confidence: reading.confidence,
+        });
+    }
+    let signed = layout.signature.map(|r| {
+        let inset = Rect {
+            x: r.x + 4.0,
+            y: r.y + 4.0,
+            w: r.w - 8.0,
+            h: r.h - 8.0,
+        };
+        let crop = rectify(image, &h, inset, 2.0);
+        let dark = crop.pixels().filter(|p| p.0[0] < 110).count();
+        dark as f32 / (crop.width() * crop.height()) as f32 > 0.004
+    });
+    let (ax, ay) = h.map((layout.marks[0].center().0, layout.marks[0].center().1));
+    let (bx, by) = h.map(layout.marks[1].center());
+    let rotation = (by - ay).atan2(bx - ax).to_degrees();
+    Ok(FormReading {
+        code,
+        fields,
+        signed,
+        rotation,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_homography_maps_its_four_points() {
+        let from = [(0.0, 0.0), (100.0, 0.0), (100.0, 50.0), (0.0, 50.0)];
+        let to = [(10.0, 20.0), (210.0, 30.0), (205.0, 130.0), (5.0, 118.0)];
+        let h = Homography::from_points(from, to).unwrap();
+        for (f, t) in from.iter().zip(to) {
+            let (x, y) = h.map(*f);
+            assert!(
+                (x - t.0).abs() < 1e-3 && (y - t.1).abs() < 1e-3,
+                "{x},{y} vs {t:?}"
+            );
+        }
+        assert!(Homography::from_points(from, [(0.0, 0.0); 4]).is_none());
+    }
+
+    #[test]
+    fn otsu_splits_ink_from_paper() {
+        let mut img = GrayImage::from_pixel(10, 10, image::Luma([240]));
+        for x in 0..10 {
+            img.put_pixel(x, 5, image::Luma([20]));
+        }
+        let t = otsu(&img);
+        assert!((20..240).contains(&t), "{t}");
+    }
+}

@@ -1,0 +1,523 @@
+//! The portal's own paper forms (`forms/paper/*.toml`): printed prefilled as a PDF with a QR code
+//! (form, version, the pratica it belongs to) and four registration marks; read back from a photo
+//! or a scan by `intake::form`; each value read is then checked for its kind (a codice fiscale's
+//! check character, a date, a number) and compared with what the pratica says.
+//!
+//! The layout of a form is computed from its list of fields, the same way for printing and for
+//! reading, so a form's data file holds no coordinates.
+
+use std::path::{Path, PathBuf};
+
+use intake::form::{FieldReading, Layout, Rect, Zone};
+use qrcode::{EcLevel, QrCode};
+use serde::{Deserialize, Serialize};
+
+use crate::domain::CodiceFiscale;
+use crate::pdf::{PdfError, Writer, PAGE_H, PAGE_W};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Kind {
+    Testo,
+    CodiceFiscale,
+    Data,
+    Numero,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct PaperField {
+    pub id: String,
+    pub label: String,
+    pub kind: Kind,
+    /// Where the printed value comes from: an answer of the pratica (or a value the page gives).
+    pub from: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct PaperForm {
+    pub code: String,
+    pub version: u32,
+    /// The service whose pratiche it belongs to, if any.
+    pub service: Option<String>,
+    pub title: String,
+    pub intro: String,
+    /// The signature box's label; no box when absent.
+    pub signature: Option<String>,
+    pub fields: Vec<PaperField>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct PaperForms {
+    pub forms: Vec<PaperForm>,
+}
+
+const MARK: f32 = 16.0;
+/// Clear of the text (which stops at 420 points) and of the top-right mark by its quiet zone.
+const QR: Rect = Rect {
+    x: 440.0,
+    y: 60.0,
+    w: 90.0,
+    h: 90.0,
+};
+const FIRST_FIELD: f32 = 230.0;
+const FIELD_STEP: f32 = 54.0;
+const BOX_X: f32 = 60.0;
+const BOX_W: f32 = 400.0;
+const BOX_H: f32 = 26.0;
+
+/// The field's label baseline, for field `i`.
+fn field_top(i: usize) -> f32 {
+    FIRST_FIELD + FIELD_STEP * i as f32
+}
+
+fn charset(kind: Kind) -> Option<String> {
+    match kind {
+        Kind::Testo => None,
+        Kind::CodiceFiscale => Some("ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789".into()),
+        Kind::Data => Some("0123456789/".into()),
+        Kind::Numero => Some("0123456789,.".into()),
+    }
+}
+
+impl PaperForm {
+    /// Where everything is on the page.
+    pub fn layout(&self) -> Layout {
+        let corner = |x: f32, y: f32| Rect {
+            x,
+            y,
+            w: MARK,
+            h: MARK,
+        };
+        let fields = self
+            .fields
+            .iter()
+            .enumerate()
+            .map(|(i, f)| Zone {
+                id: f.id.clone(),
+                // Inside the printed box, clear of its border.
+                rect: Rect {
+                    x: BOX_X + 3.0,
+                    y: field_top(i) + 6.0 + 3.0,
+                    w: BOX_W - 6.0,
+                    h: BOX_H - 6.0,
+                },
+                charset: charset(f.kind),
+            })
+            .collect();
+        let signature = self.signature.as_ref().map(|_| Rect {
+            x: 300.0,
+            y: field_top(self.fields.len()) + 6.0,
+            w: 235.0,
+            h: 70.0,
+        });
+        Layout {
+            marks: [
+                corner(24.0, 24.0),
+                corner(PAGE_W - 24.0 - MARK, 24.0),
+                corner(PAGE_W - 24.0 - MARK, PAGE_H - 24.0 - MARK),
+                corner(24.0, PAGE_H - 24.0 - MARK),
+            ],
+            qr: QR,
+            fields,
+            signature,
+        }
+    }
+
+    /// What the QR code says: `SPORTELLO|<form>|<version>|<reference>`.
+    pub fn code_for(&self, reference: &str) -> String {
+        format!("SPORTELLO|{}|{}|{reference}", self.code, self.version)
+    }
+
+    /// The form as a PDF, each field printed with `value_of(field)`; `reference` is the pratica
+    /// (or the delegation) it belongs to.
+    pub fn pdf(
+        &self,
+        ente_name: &str,
+        reference: &str,
+        value_of: &dyn Fn(&PaperField) -> String,
+    ) -> Result<Vec<u8>, PdfError> {
+        let layout = self.layout();
+        let mut w = Writer::new();
+        for m in &layout.marks {
+            w.rect_top(m.x, m.y, m.w, m.h, true);
+        }
+        let code =
+            QrCode::with_error_correction_level(self.code_for(reference).as_bytes(), EcLevel::M)
+                .map_err(|e| PdfError::Pdf(e.to_string()))?;
+        let module = QR.w / code.width() as f32;
+        w.qr(&code, QR.x, PAGE_H - QR.y, module);
+        w.text_top(60.0, 60.0, 10.0, false, ente_name);
+        w.y = PAGE_H - 72.0;
+        // The title and the introduction, wrapped left of the QR code.
+        for line in crate::pdf::wrap(&self.title, 45) {
+            w.y -= 18.0;
+            let y = PAGE_H - w.y;
+            w.text_top(60.0, y, 13.0, true, &line);
+        }
+        w.y -= 6.0;
+        for line in crate::pdf::wrap(&self.intro, 75) {
+            w.y -= 12.0;
+            let y = PAGE_H - w.y;
+            w.text_top(60.0, y, 9.0, false, &line);
+        }
+        for (i, field) in self.fields.iter().enumerate() {
+            let top = field_top(i);
+            w.text_top(BOX_X, top, 9.0, true, &field.label);
+            w.rect_top(BOX_X, top + 6.0, BOX_W, BOX_H, false);
+            w.text_top(BOX_X + 8.0, top + 6.0 + 18.0, 13.0, false, &value_of(field));
+        }
+        if let (Some(label), Some(r)) = (&self.signature, layout.signature) {
+            w.text_top(r.x, r.y - 6.0, 9.0, true, label);
+            w.rect_top(r.x, r.y, r.w, r.h, false);
+            w.text_top(
+                60.0,
+                r.y + 20.0,
+                9.0,
+                false,
+                "Luogo e data ____________________",
+            );
+        }
+        w.text_top(
+            60.0,
+            PAGE_H - 50.0,
+            8.0,
+            false,
+            &format!(
+                "Modulo {} v{} — riferimento {reference}",
+                self.code, self.version
+            ),
+        );
+        w.finish(&self.title, &format!("Modulo {}", self.code))
+    }
+
+    pub fn field(&self, id: &str) -> Option<&PaperField> {
+        self.fields.iter().find(|f| f.id == id)
+    }
+}
+
+/// The parts of a form's QR code: form, version, reference.
+pub fn parse_code(code: &str) -> Option<(&str, u32, &str)> {
+    let mut parts = code.split('|');
+    if parts.next()? != "SPORTELLO" {
+        return None;
+    }
+    let form = parts.next()?;
+    let version = parts.next()?.parse().ok()?;
+    let reference = parts.next()?;
+    parts.next().is_none().then_some((form, version, reference))
+}
+
+impl PaperForms {
+    pub fn load(forms_dir: &Path) -> Result<PaperForms, String> {
+        let dir = forms_dir.join("paper");
+        let mut paths: Vec<PathBuf> = match std::fs::read_dir(&dir) {
+            Ok(entries) => entries
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+                .collect(),
+            Err(e) => return Err(format!("{}: {e}", dir.display())),
+        };
+        paths.sort();
+        let mut forms: Vec<PaperForm> = Vec::new();
+        for path in paths {
+            let text =
+                std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+            let form: PaperForm =
+                toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+            if form.fields.is_empty() || form.fields.len() > 9 {
+                return Err(format!(
+                    "{}: fields: a form holds 1 to 9 fields on its page",
+                    path.display()
+                ));
+            }
+            if forms.iter().any(|f| f.code == form.code) {
+                return Err(format!(
+                    "{}: code: '{}' is used by another form",
+                    path.display(),
+                    form.code
+                ));
+            }
+            forms.push(form);
+        }
+        Ok(PaperForms { forms })
+    }
+
+    pub fn get(&self, code: &str) -> Option<&PaperForm> {
+        self.forms.iter().find(|f| f.code == code)
+    }
+
+    /// The form a QR code names (its version too).
+    pub fn for_code(&self, code: &str) -> Option<&PaperForm> {
+        let (form, version, _) = parse_code(code)?;
+        self.get(form).filter(|f| f.version == version)
+    }
+
+    /// The forms of a service.
+    pub fn of_service(&self, service: &str) -> Vec<&PaperForm> {
+        self.forms
+            .iter()
+            .filter(|f| f.service.as_deref() == Some(service))
+            .collect()
+    }
+}
+
+/// A value read from a form, as checked.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct CheckedField {
+    pub id: String,
+    pub label: String,
+    /// The value as read, normalised for its kind.
+    pub value: String,
+    pub confidence: u8,
+    /// What is wrong with it, for the citizen and the operator (Italian); `None` when all is well.
+    pub problem: Option<String>,
+    /// What the pratica says, when the two differ.
+    pub expected: Option<String>,
+}
+
+/// A codice fiscale as read: letters where letters go and digits where digits go (O/0, I/1,
+/// S/5, B/8, Z/2, G/6 are the usual confusions), spaces removed.
+pub fn fix_codice_fiscale(text: &str) -> String {
+    const LETTER_AT: [bool; 16] = [
+        true, true, true, true, true, true, false, false, true, false, false, true, false, false,
+        false, true,
+    ];
+    let raw: Vec<char> = text
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric())
+        .map(|c| c.to_ascii_uppercase())
+        .collect();
+    if raw.len() != 16 {
+        return raw.into_iter().collect();
+    }
+    raw.into_iter()
+        .zip(LETTER_AT)
+        .map(|(c, letter)| match (letter, c) {
+            (true, '0') => 'O',
+            (true, '1') => 'I',
+            (true, '5') => 'S',
+            (true, '8') => 'B',
+            (true, '2') => 'Z',
+            (true, '6') => 'G',
+            (false, 'O') | (false, 'D') | (false, 'Q') => '0',
+            (false, 'I') | (false, 'L') => '1',
+            (false, 'S') => '5',
+            (false, 'B') => '8',
+            (false, 'Z') => '2',
+            (false, 'G') => '6',
+            (_, c) => c,
+        })
+        .collect()
+}
+
+fn normalised(kind: Kind, text: &str) -> String {
+    let collapsed = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    match kind {
+        Kind::CodiceFiscale => fix_codice_fiscale(&collapsed),
+        Kind::Data | Kind::Numero => collapsed.replace(' ', ""),
+        Kind::Testo => collapsed,
+    }
+}
+
+/// What a value means, for comparing: dates as dates, numbers as numbers, text case-blind.
+fn comparable(kind: Kind, text: &str) -> String {
+    let text = normalised(kind, text);
+    match kind {
+        Kind::Data => crate::applications::form::parse_date(&text)
+            .map(|d| d.to_string())
+            .unwrap_or(text),
+        Kind::Numero => text.replace(',', "."),
+        Kind::CodiceFiscale => text,
+        Kind::Testo => text.to_lowercase(),
+    }
+}
+
+/// The problem of a value of `kind`, if any.
+fn invalid(kind: Kind, value: &str) -> Option<&'static str> {
+    match kind {
+        _ if value.is_empty() => Some("Non si legge nulla in questa casella."),
+        Kind::CodiceFiscale if CodiceFiscale::parse(value).is_err() => {
+            Some("Il codice fiscale letto non è valido: controlla che sia scritto per intero e leggibile.")
+        }
+        Kind::Data if crate::applications::form::parse_date(value).is_none() => {
+            Some("La data letta non è una data valida (gg/mm/aaaa).")
+        }
+        Kind::Numero if value.replace(',', ".").parse::<f64>().is_err() => {
+            Some("Il numero letto non è valido.")
+        }
+        _ => None,
+    }
+}
+
+/// Below this mean confidence a value is shown as uncertain.
+pub const LOW_CONFIDENCE: u8 = 70;
+
+/// Each field read, checked for its kind and against `expected` (the value the pratica holds).
+pub fn check(
+    form: &PaperForm,
+    readings: &[FieldReading],
+    expected: &dyn Fn(&PaperField) -> Option<String>,
+) -> Vec<CheckedField> {
+    form.fields
+        .iter()
+        .map(|field| {
+            let reading = readings.iter().find(|r| r.id == field.id);
+            let value = normalised(field.kind, reading.map_or("", |r| r.text.as_str()));
+            let confidence = reading.map_or(0, |r| r.confidence);
+            let wanted = expected(field).filter(|e| !e.trim().is_empty());
+            let differs = wanted
+                .as_ref()
+                .filter(|e| comparable(field.kind, e) != comparable(field.kind, &value))
+                .cloned();
+            let problem = invalid(field.kind, &value)
+                .map(str::to_string)
+                .or_else(|| {
+                    differs
+                        .as_ref()
+                        .map(|e| format!("Diverso da quanto scritto nella domanda: «{e}»."))
+                })
+                .or_else(|| {
+                    (confidence < LOW_CONFIDENCE)
+                        .then(|| "Lettura incerta: controlla il valore.".to_string())
+                });
+            CheckedField {
+                id: field.id.clone(),
+                label: field.label.clone(),
+                value,
+                confidence,
+                problem,
+                expected: differs,
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn shipped() -> PaperForms {
+        PaperForms::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../forms")).unwrap()
+    }
+
+    #[test]
+    fn the_shipped_forms_load_and_their_zones_fit_the_page() {
+        let forms = shipped();
+        assert!(forms.get("delega").is_some() && forms.get("autodichiarazione-sad").is_some());
+        for form in &forms.forms {
+            let layout = form.layout();
+            assert!(layout.qr.x > 420.0 && layout.qr.x + layout.qr.w < layout.marks[1].x - 12.0);
+            let bottom = layout.signature.map_or(0.0, |s| s.y + s.h).max(
+                layout
+                    .fields
+                    .iter()
+                    .map(|z| z.rect.y + z.rect.h)
+                    .fold(0.0, f32::max),
+            );
+            assert!(bottom < PAGE_H - 60.0, "{}: {bottom}", form.code);
+            assert!(form.pdf("Comune", "x", &|f| f.label.clone()).is_ok());
+        }
+    }
+
+    #[test]
+    fn a_codice_fiscale_is_mended_where_ocr_confuses_letters_and_digits() {
+        assert_eq!(fix_codice_fiscale("RSSMRA8OA0IH5OIU"), "RSSMRA80A01H501U");
+        assert_eq!(
+            fix_codice_fiscale("rss mra 80a01 h501u"),
+            "RSSMRA80A01H501U"
+        );
+    }
+
+    #[test]
+    fn values_are_checked_for_their_kind_and_against_the_pratica() {
+        let form = shipped().get("delega").cloned().unwrap();
+        let read = |id: &str, text: &str, confidence| FieldReading {
+            id: id.into(),
+            text: text.into(),
+            confidence,
+        };
+        let readings = vec![
+            read("delegante_cognome", "ROSSI", 93),
+            read("delegante_nome", "Mario", 91),
+            read("delegante_cf", "RSSMRA80A01H501U", 95),
+            read("delegato_cognome", "Verdi", 90),
+            read("delegato_nome", "Anna", 40),
+            read("delegato_cf", "BNCGLI85D52F205X", 95),
+            read("fino_al", "31/13/2027", 95),
+        ];
+        let checked = check(&form, &readings, &|f| match f.id.as_str() {
+            "delegante_cognome" => Some("Rossi".into()),
+            "delegato_cognome" => Some("Bianchi".into()),
+            _ => None,
+        });
+        let problem = |id: &str| {
+            checked
+                .iter()
+                .find(|c| c.id == id)
+                .and_then(|c| c.problem.clone())
+        };
+        assert_eq!(problem("delegante_cognome"), None, "case does not matter");
+        assert_eq!(problem("delegante_cf"), None);
+        assert!(problem("delegato_cognome").unwrap().contains("«Bianchi»"));
+        assert!(problem("delegato_nome").unwrap().contains("incerta"));
+        assert!(problem("delegato_cf").unwrap().contains("non è valido"));
+        assert!(problem("fino_al").unwrap().contains("data"));
+        assert_eq!(
+            parse_code("SPORTELLO|delega|1|abc"),
+            Some(("delega", 1, "abc"))
+        );
+        assert_eq!(parse_code("https://example.it"), None);
+    }
+}
+
+/// The form `code` of the pratica `id`'s service, printed with the pratica's answers: what the
+/// citizen prints, signs and sends back as a photo or a scan.
+#[actix_web::get("/domande/{id}/moduli/{code}.pdf")]
+async fn printed(
+    state: actix_web::web::Data<crate::server::AppState>,
+    req: actix_web::HttpRequest,
+    principal: crate::auth::Principal,
+    path: actix_web::web::Path<(String, String)>,
+) -> Result<actix_web::HttpResponse, crate::web::error::AppError> {
+    use crate::delegations::Scope;
+    use crate::web::error::AppError;
+    let (id, code) = path.into_inner();
+    let (_, app, service) = crate::applications::flow::owned(
+        &state,
+        &req,
+        &principal,
+        &id,
+        &[Scope::Domande, Scope::Integrazioni],
+    )
+    .await?;
+    let form = state
+        .paper_forms
+        .get(&code)
+        .filter(|f| f.service.as_deref() == Some(service.code.as_str()))
+        .ok_or(AppError::NotFound)?;
+    let ente: Option<String> = sqlx::query_scalar("SELECT name FROM enti WHERE code = $1")
+        .bind(&app.ente_code)
+        .fetch_optional(&state.db.pool)
+        .await?;
+    let value_of = |f: &PaperField| match f.from.as_deref().and_then(|from| app.answers.get(from)) {
+        Some(serde_json::Value::String(s)) => s.clone(),
+        Some(serde_json::Value::Number(n)) => n.to_string().replace('.', ","),
+        _ => String::new(),
+    };
+    let pdf = form
+        .pdf(&ente.unwrap_or_default(), &app.id, &value_of)
+        .map_err(|e| AppError::Internal(e.to_string()))?;
+    Ok(actix_web::HttpResponse::Ok()
+        .content_type("application/pdf")
+        .insert_header((
+            "Content-Disposition",
+            format!("attachment; filename=\"{}.pdf\"", form.code),
+        ))
+        .body(pdf))
+}
+
+pub fn routes(cfg: &mut actix_web::web::ServiceConfig) {
+    cfg.service(printed);
+}
