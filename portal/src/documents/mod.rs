@@ -76,12 +76,20 @@ pub struct FieldRow {
 
 impl Document {
     pub fn status_label(&self) -> &'static str {
-        match (self.status.as_str(), self.ocr_status.as_deref()) {
-            ("accettato", Some("in_lettura")) => "In lettura",
-            ("accettato", Some("letto")) => "Letto",
-            ("accettato", _) => "Accettato",
-            ("rifiutato", _) => "Rifiutato",
+        match self.status.as_str() {
+            "accettato" => "Accettato",
+            "rifiutato" => "Rifiutato",
             _ => "In verifica",
+        }
+    }
+
+    /// Where its reading is: "In lettura", "Letto", "Non leggibile"; nothing when not read.
+    pub fn reading_label(&self) -> Option<&'static str> {
+        match self.ocr_status.as_deref() {
+            Some("in_lettura") => Some("In lettura"),
+            Some("letto") => Some("Letto"),
+            Some("illeggibile") => Some("Non leggibile"),
+            _ => None,
         }
     }
 }
@@ -91,6 +99,7 @@ struct DocumentView<'a> {
     #[serde(flatten)]
     doc: &'a Document,
     status_label: &'static str,
+    reading_label: Option<&'static str>,
     size_label: String,
 }
 
@@ -107,6 +116,7 @@ fn views(docs: &[Document]) -> Vec<DocumentView<'_>> {
         .map(|doc| DocumentView {
             doc,
             status_label: doc.status_label(),
+            reading_label: doc.reading_label(),
             size_label: size_label(doc.size),
         })
         .collect()

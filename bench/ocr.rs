@@ -1,0 +1,226 @@
+//! OCR: speed of the Tesseract pool, and field accuracy on spoiled scans of the standard forms.
+//!
+//!     cargo bench --bench ocr                   # 40 forms
+//!     cargo bench --bench ocr -- --forms 100
+//!
+//! 1. **accuracy**: `--forms` standard forms (the SAD self-declaration and the delegation, in
+//!    turn) printed by the portal's own code with varied values (names with accents and
+//!    apostrophes, codici fiscali, addresses, numbers, dates), rendered by `pdftoppm` at 200 dpi,
+//!    then spoiled as scans and phone photos are — turned up to 3° either way, noise, blur, a
+//!    phone's perspective, JPEG quality 50 — and read back by the portal's reader (QR code,
+//!    registration marks, zones, Tesseract with each field's character set, the kind's
+//!    normalisation). A field counts when the value read is exactly the one printed.
+//! 2. **speed**: the same pages read whole (Tesseract's page mode) by the pool with 1 and with 2
+//!    engines: seconds per page and pages per minute; beside them the `tesseract` command on the
+//!    same images, one after the other, with `OMP_THREAD_LIMIT=1`.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+#[path = "scans.rs"]
+mod scans;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use portal::documents::ocr::OcrPool;
+use portal::documents::paper::{self, PaperForms};
+use scans::{render, spoil, Damage};
+
+fn arg(name: &str, default: usize) -> usize {
+    let args: Vec<String> = std::env::args().collect();
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+const SURNAMES: &[&str] = &[
+    "Rossi", "D'Angelo", "Esposito", "Bianchi", "Romano", "Colombo", "Ricci", "Marino", "Greco",
+    "Bruno", "Gallo", "Conti", "De Luca", "Mancini", "Costa", "Giordano", "Rizzo", "Lombardi",
+    "Moretti", "Barbieri", "Fontana", "Santoro", "Mariani", "Rinaldi",
+];
+const NAMES: &[&str] = &[
+    "Mario", "Niccolò", "Giulia", "Francesca", "Luca", "Anna", "Giuseppe", "Chiara", "Andrea",
+    "Elena", "Marco", "Sofia", "Matteo", "Martina", "Lorenzo", "Alessia", "Gabriele", "Noemi",
+];
+const STREETS: &[&str] = &[
+    "Via Roma", "Via Garibaldi", "Corso Italia", "Piazza Verdi", "Via dei Mille", "Viale Europa",
+    "Via San Francesco", "Via Dante Alighieri",
+];
+
+fn value(form: &str, field: &str, i: usize) -> String {
+    let cf = |k: usize| {
+        portal::domain::CodiceFiscale::synthetic(k)
+            .expect("codice fiscale")
+            .to_string()
+    };
+    match (form, field) {
+        (_, "cognome" | "delegante_cognome") => SURNAMES[i % SURNAMES.len()].into(),
+        (_, "nome" | "delegante_nome") => NAMES[(i * 7) % NAMES.len()].into(),
+        (_, "delegato_cognome") => SURNAMES[(i * 5 + 3) % SURNAMES.len()].into(),
+        (_, "delegato_nome") => NAMES[(i * 3 + 1) % NAMES.len()].into(),
+        (_, "codice_fiscale" | "delegante_cf") => cf(1000 + i),
+        (_, "delegato_cf") => cf(5000 + i),
+        (_, "indirizzo") => format!("{} {}", STREETS[i % STREETS.len()], 1 + (i * 13) % 120),
+        (_, "ore") => format!("{}", 2 + i % 18),
+        (_, "fino_al") => format!("{:02}/{:02}/{}", 1 + i % 28, 1 + i % 12, 2027 + i % 3),
+        _ => String::new(),
+    }
+}
+
+fn damage(i: usize) -> Damage {
+    Damage {
+        rotation: (i % 7) as f32 - 3.0,
+        noise: 4.0 + (i % 4) as f32 * 2.0,
+        blur: (i % 3 == 2) as u32,
+        perspective: if i % 4 == 1 { 0.03 } else { 0.0 },
+        jpeg_quality: 50,
+        seed: i as u64 + 1,
+    }
+}
+
+fn main() {
+    let n = arg("--forms", 40);
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let forms = PaperForms::load(&root.join("forms")).expect("forms/paper");
+    let codes = ["autodichiarazione-sad", "delega"];
+    println!("OCR benchmark: {n} forms at 200 dpi, spoiled (rotation ±3°, noise, blur, perspective, JPEG 50)");
+
+    // The corpus.
+    let started = Instant::now();
+    let mut corpus = Vec::new();
+    for i in 0..n {
+        let form = forms.get(codes[i % codes.len()]).expect("form");
+        let pdf = form
+            .pdf("Comune di Valleverde", &format!("pratica-{i}"), &|f| value(&form.code, &f.id, i))
+            .expect("PDF");
+        let clean = render(&pdf, 200);
+        let jpeg = spoil(&clean, damage(i));
+        let spoiled = image::load_from_memory(&jpeg).expect("JPEG").to_luma8();
+        corpus.push((form.clone(), i, clean, spoiled));
+    }
+    println!("corpus made in {:.1} s", started.elapsed().as_secs_f64());
+
+    // 1. Accuracy, read by the pool as the portal does.
+    let pool = OcrPool::start(2, "ita");
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let forms = Arc::new(forms);
+    let (mut right, mut total, mut recognised) = (0usize, 0usize, 0usize);
+    let mut wrong: Vec<String> = Vec::new();
+    let mut by_kind: std::collections::BTreeMap<String, (usize, usize)> = Default::default();
+    let started = Instant::now();
+    runtime.block_on(async {
+        let mut tasks = Vec::new();
+        for (form, i, _, spoiled) in &corpus {
+            let image = spoiled.clone();
+            let forms = forms.clone();
+            let pool = &pool;
+            tasks.push(async move {
+                let layout_for = move |code: &str| forms.for_code(code).map(|f| f.layout());
+                let reading = pool
+                    .run(move |engine| {
+                        intake::form::read(&image, &layout_for, engine)
+                            .map_err(|e| intake::ocr::OcrError::Read(e.to_string()))
+                    })
+                    .await;
+                (form.clone(), *i, reading)
+            });
+        }
+        for (form, i, reading) in futures_util::future::join_all(tasks).await {
+            total += form.fields.len();
+            let Ok(reading) = reading else {
+                wrong.push(format!("form {i} ({}): not recognised", form.code));
+                continue;
+            };
+            recognised += 1;
+            let checked = paper::check(&form, &reading.fields, &|_| None);
+            for (field, c) in form.fields.iter().zip(&checked) {
+                let expected = value(&form.code, &field.id, i);
+                let entry = by_kind.entry(format!("{:?}", field.kind)).or_default();
+                entry.1 += 1;
+                if c.value == expected {
+                    right += 1;
+                    entry.0 += 1;
+                } else {
+                    wrong.push(format!("form {i} {}: read {:?}, printed {:?} ({}%)", field.id, c.value, expected, c.confidence));
+                }
+            }
+        }
+    });
+    let took = started.elapsed().as_secs_f64();
+    println!(
+        "accuracy: {right}/{total} fields exactly right = {:.2}% (goal ≥ 98%); forms recognised {recognised}/{n}; {:.2} s per form with 2 engines",
+        100.0 * right as f64 / total.max(1) as f64,
+        took / n as f64
+    );
+    for (kind, (ok, all)) in &by_kind {
+        println!("  {kind}: {ok}/{all}");
+    }
+    for w in wrong.iter().take(20) {
+        println!("  wrong: {w}");
+    }
+    pool.stop();
+
+    // 2. Speed of whole-page OCR, 1 and 2 engines, and the tesseract command.
+    let pages: Vec<image::GrayImage> = corpus.iter().map(|c| c.2.clone()).take(12.min(n)).collect();
+    for engines in [1usize, 2] {
+        let pool = OcrPool::start(engines, "ita");
+        // The first page of each engine loads its model: not counted.
+        runtime.block_on(async {
+            let warm: Vec<_> = (0..engines)
+                .map(|_| {
+                    let p = pages[0].clone();
+                    pool.run(move |e| e.read(&p, 200, intake::ocr::Mode::Page))
+                })
+                .collect();
+            futures_util::future::join_all(warm).await;
+        });
+        let started = Instant::now();
+        runtime.block_on(async {
+            let reads: Vec<_> = pages
+                .iter()
+                .map(|p| {
+                    let p = p.clone();
+                    pool.run(move |e| e.read(&p, 200, intake::ocr::Mode::Page))
+                })
+                .collect();
+            for r in futures_util::future::join_all(reads).await {
+                r.expect("page read");
+            }
+        });
+        let secs = started.elapsed().as_secs_f64();
+        println!(
+            "pool, {engines} engine(s): {} pages in {secs:.1} s = {:.2} s per page, {:.1} pages per minute",
+            pages.len(),
+            secs / pages.len() as f64,
+            60.0 * pages.len() as f64 / secs
+        );
+        pool.stop();
+    }
+    let dir = tempfile::tempdir().expect("folder");
+    let started = Instant::now();
+    for (k, page) in pages.iter().enumerate() {
+        let path = dir.path().join(format!("p{k}.png"));
+        page.save(&path).expect("PNG");
+        let out = std::process::Command::new("tesseract")
+            .arg(&path)
+            .arg("-")
+            .args(["-l", "ita", "--dpi", "200"])
+            .env("OMP_THREAD_LIMIT", "1")
+            .output()
+            .expect("tesseract (tesseract-ocr, installed by .ci/setup)");
+        assert!(out.status.success());
+    }
+    let secs = started.elapsed().as_secs_f64();
+    println!(
+        "tesseract command, one after the other: {} pages in {secs:.1} s = {:.2} s per page, {:.1} pages per minute (PNG written and model loaded each time)",
+        pages.len(),
+        secs / pages.len() as f64,
+        60.0 * pages.len() as f64 / secs
+    );
+}
