@@ -41,12 +41,34 @@ const SURNAMES: &[&str] = &[
     "Moretti", "Barbieri", "Fontana", "Santoro", "Mariani", "Rinaldi",
 ];
 const NAMES: &[&str] = &[
-    "Mario", "Niccolò", "Giulia", "Francesca", "Luca", "Anna", "Giuseppe", "Chiara", "Andrea",
-    "Elena", "Marco", "Sofia", "Matteo", "Martina", "Lorenzo", "Alessia", "Gabriele", "Noemi",
+    "Mario",
+    "Niccolò",
+    "Giulia",
+    "Francesca",
+    "Luca",
+    "Anna",
+    "Giuseppe",
+    "Chiara",
+    "Andrea",
+    "Elena",
+    "Marco",
+    "Sofia",
+    "Matteo",
+    "Martina",
+    "Lorenzo",
+    "Alessia",
+    "Gabriele",
+    "Noemi",
 ];
 const STREETS: &[&str] = &[
-    "Via Roma", "Via Garibaldi", "Corso Italia", "Piazza Verdi", "Via dei Mille", "Viale Europa",
-    "Via San Francesco", "Via Dante Alighieri",
+    "Via Roma",
+    "Via Garibaldi",
+    "Corso Italia",
+    "Piazza Verdi",
+    "Via dei Mille",
+    "Viale Europa",
+    "Via San Francesco",
+    "Via Dante Alighieri",
 ];
 
 fn value(form: &str, field: &str, i: usize) -> String {
@@ -93,7 +115,9 @@ fn main() {
     for i in 0..n {
         let form = forms.get(codes[i % codes.len()]).expect("form");
         let pdf = form
-            .pdf("Comune di Valleverde", &format!("pratica-{i}"), &|f| value(&form.code, &f.id, i))
+            .pdf("Comune di Valleverde", &format!("pratica-{i}"), &|f| {
+                value(&form.code, &f.id, i)
+            })
             .expect("PDF");
         let clean = render(&pdf, 200);
         let jpeg = spoil(&clean, damage(i));
@@ -121,11 +145,14 @@ fn main() {
             let forms = forms.clone();
             let pool = &pool;
             tasks.push(async move {
-                let layout_for = move |code: &str| forms.for_code(code).map(|f| f.layout());
                 let reading = pool
                     .run(move |engine| {
-                        intake::form::read(&image, &layout_for, engine)
-                            .map_err(|e| intake::ocr::OcrError::Read(e.to_string()))
+                        match portal::documents::ocr::read_image(engine, &image, &forms)? {
+                            portal::documents::ocr::Outcome::Form(reading) => Ok(reading),
+                            portal::documents::ocr::Outcome::Text(_) => Err(
+                                intake::ocr::OcrError::Read("not recognised as a form".into()),
+                            ),
+                        }
                     })
                     .await;
                 (form.clone(), *i, reading)
@@ -133,9 +160,16 @@ fn main() {
         }
         for (form, i, reading) in futures_util::future::join_all(tasks).await {
             total += form.fields.len();
-            let Ok(reading) = reading else {
-                wrong.push(format!("form {i} ({}): not recognised", form.code));
-                continue;
+            let reading = match reading {
+                Ok(r) => r,
+                Err(e) => {
+                    wrong.push(format!(
+                        "form {i} ({}, {:?}): not recognised: {e}",
+                        form.code,
+                        damage(i)
+                    ));
+                    continue;
+                }
             };
             recognised += 1;
             let checked = paper::check(&form, &reading.fields, &|_| None);
@@ -147,7 +181,10 @@ fn main() {
                     right += 1;
                     entry.0 += 1;
                 } else {
-                    wrong.push(format!("form {i} {}: read {:?}, printed {:?} ({}%)", field.id, c.value, expected, c.confidence));
+                    wrong.push(format!(
+                        "form {i} {}: read {:?}, printed {:?} ({}%)",
+                        field.id, c.value, expected, c.confidence
+                    ));
                 }
             }
         }

@@ -1,6 +1,9 @@
 //! Scans and phone photos of printed forms, made from the form's PDF: rendered by `pdftoppm` at a
 //! resolution, then turned, blurred, noised, seen in perspective and saved as JPEG, as a real scan
-//! or photo would be. Shared by the tests (`tests/documents.rs`) and the OCR benchmark.
+//! or photo would be. Shared by the tests (`tests/documents.rs`) and the OCR benchmark, each of
+//! which uses part of it.
+
+#![allow(dead_code)]
 
 use image::{GrayImage, Luma};
 

@@ -84,6 +84,29 @@ pub type FoundCode = (String, [(f32, f32); 4], usize);
 /// bottom-left as the code sees them; half a module outside the code, as the detector gives them)
 /// and their side in modules.
 pub fn qr_codes(image: &GrayImage) -> Vec<FoundCode> {
+    // As it is; then at half size, which averages away noise and JPEG blocks; then that
+    // binarised. A photo that defeats one often gives way to the next.
+    let found = decode_qr(image, 1.0);
+    if !found.is_empty() {
+        return found;
+    }
+    let half = half_size(image);
+    let found = decode_qr(&half, 2.0);
+    if !found.is_empty() {
+        return found;
+    }
+    let threshold = otsu(&half);
+    let binary = GrayImage::from_fn(half.width(), half.height(), |x, y| {
+        image::Luma([if half.get_pixel(x, y).0[0] < threshold {
+            0
+        } else {
+            255
+        }])
+    });
+    decode_qr(&binary, 2.0)
+}
+
+fn decode_qr(image: &GrayImage, scale: f32) -> Vec<FoundCode> {
     let (w, h) = image.dimensions();
     let mut prepared =
         rqrr::PreparedImage::prepare_from_greyscale(w as usize, h as usize, |x, y| {
@@ -93,12 +116,32 @@ pub fn qr_codes(image: &GrayImage) -> Vec<FoundCode> {
         .detect_grids()
         .into_iter()
         .filter_map(|grid| {
-            let corners = grid.bounds.map(|p| (p.x as f32, p.y as f32));
+            let corners = grid
+                .bounds
+                .map(|p| (p.x as f32 * scale, p.y as f32 * scale));
             grid.decode()
                 .ok()
                 .map(|(meta, content)| (content, corners, 17 + 4 * meta.version.0))
         })
         .collect()
+}
+
+/// The image at half its size, each pixel the mean of four.
+fn half_size(image: &GrayImage) -> GrayImage {
+    let (w, h) = (image.width() / 2, image.height() / 2);
+    GrayImage::from_fn(w.max(1), h.max(1), |x, y| {
+        let p = |dx: u32, dy: u32| {
+            u32::from(
+                image
+                    .get_pixel(
+                        (2 * x + dx).min(image.width() - 1),
+                        (2 * y + dy).min(image.height() - 1),
+                    )
+                    .0[0],
+            )
+        };
+        image::Luma([((p(0, 0) + p(1, 0) + p(0, 1) + p(1, 1)) / 4) as u8])
+    })
 }
 
 /// A projective mapping of the plane (the page to the image).
@@ -140,6 +183,54 @@ impl Homography {
         }
         h[8] = 1.0;
         Some(Homography(h))
+    }
+
+    /// The affine mapping (no perspective) that best takes the `from` points to the `to` points,
+    /// by least squares: steadier than [`Homography::from_points`] when the points are close
+    /// together and the mapping is used far from them.
+    #[allow(clippy::needless_range_loop)] // row-and-column arithmetic reads best with indices
+    pub fn affine_from_points(from: &[(f32, f32)], to: &[(f32, f32)]) -> Option<Homography> {
+        // Normal equations, the same for both rows: [Σxx Σxy Σx; Σxy Σyy Σy; Σx Σy n].
+        let mut m = [[0f64; 3]; 3];
+        let (mut bu, mut bv) = ([0f64; 3], [0f64; 3]);
+        for (f, t) in from.iter().zip(to) {
+            let p = [f64::from(f.0), f64::from(f.1), 1.0];
+            for r in 0..3 {
+                for c in 0..3 {
+                    m[r][c] += p[r] * p[c];
+                }
+                bu[r] += p[r] * f64::from(t.0);
+                bv[r] += p[r] * f64::from(t.1);
+            }
+        }
+        let solve = |b: [f64; 3]| -> Option<[f64; 3]> {
+            let mut a = [[0f64; 4]; 3];
+            for r in 0..3 {
+                a[r] = [m[r][0], m[r][1], m[r][2], b[r]];
+            }
+            for col in 0..3 {
+                let pivot =
+                    (col..3).max_by(|&r, &s| a[r][col].abs().total_cmp(&a[s][col].abs()))?;
+                if a[pivot][col].abs() < 1e-9 {
+                    return None;
+                }
+                a.swap(col, pivot);
+                for row in 0..3 {
+                    if row != col {
+                        let f = a[row][col] / a[col][col];
+                        for k in col..4 {
+                            a[row][k] -= f * a[col][k];
+                        }
+                    }
+                }
+            }
+            Some([a[0][3] / a[0][0], a[1][3] / a[1][1], a[2][3] / a[2][2]])
+        };
+        let u = solve(bu)?;
+        let v = solve(bv)?;
+        Some(Homography([
+            u[0], u[1], u[2], v[0], v[1], v[2], 0.0, 0.0, 1.0,
+        ]))
     }
 
     pub fn map(&self, (x, y): (f32, f32)) -> (f32, f32) {
@@ -220,31 +311,75 @@ fn otsu(image: &GrayImage) -> u8 {
     threshold
 }
 
-/// The centre of the dark pixels in the square of side `2 * radius` around `around`; `None` when
-/// there are too few of them to be a mark.
+/// The centre of the registration mark near `around`: among the blobs of dark pixels in the
+/// square of side `2 * radius` around it, the one most like a filled square of `area` pixels
+/// (text and noise nearby are other blobs); `None` when none is.
 fn dark_centre(
     image: &GrayImage,
     around: (f32, f32),
     radius: f32,
     threshold: u8,
-    min_pixels: f32,
+    area: f32,
 ) -> Option<(f32, f32)> {
     let (w, h) = image.dimensions();
     let x0 = (around.0 - radius).max(0.0) as u32;
     let y0 = (around.1 - radius).max(0.0) as u32;
-    let x1 = ((around.0 + radius) as u32).min(w.saturating_sub(1));
-    let y1 = ((around.1 + radius) as u32).min(h.saturating_sub(1));
-    let (mut n, mut sx, mut sy) = (0f64, 0f64, 0f64);
-    for y in y0..=y1 {
-        for x in x0..=x1 {
-            if image.get_pixel(x, y).0[0] < threshold {
-                n += 1.0;
-                sx += f64::from(x);
-                sy += f64::from(y);
+    let x1 = ((around.0 + radius).max(0.0) as u32).min(w.saturating_sub(1));
+    let y1 = ((around.1 + radius).max(0.0) as u32).min(h.saturating_sub(1));
+    if x1 <= x0 || y1 <= y0 {
+        return None;
+    }
+    let (ww, wh) = ((x1 - x0 + 1) as usize, (y1 - y0 + 1) as usize);
+    let dark = |x: usize, y: usize| image.get_pixel(x0 + x as u32, y0 + y as u32).0[0] < threshold;
+    let mut seen = vec![false; ww * wh];
+    let mut best: Option<(f32, (f32, f32))> = None;
+    let mut stack = Vec::new();
+    for start in 0..ww * wh {
+        if seen[start] || !dark(start % ww, start / ww) {
+            continue;
+        }
+        // One blob: its pixel count, the sums of its coordinates, its bounding box.
+        let (mut n, mut sx, mut sy) = (0f64, 0f64, 0f64);
+        let (mut bx0, mut by0, mut bx1, mut by1) = (usize::MAX, usize::MAX, 0, 0);
+        seen[start] = true;
+        stack.push(start);
+        while let Some(i) = stack.pop() {
+            let (x, y) = (i % ww, i / ww);
+            n += 1.0;
+            sx += x as f64;
+            sy += y as f64;
+            (bx0, by0, bx1, by1) = (bx0.min(x), by0.min(y), bx1.max(x), by1.max(y));
+            let neighbours = [
+                (x > 0).then(|| i - 1),
+                (x + 1 < ww).then(|| i + 1),
+                (y > 0).then(|| i - ww),
+                (y + 1 < wh).then(|| i + ww),
+            ];
+            for j in neighbours.into_iter().flatten() {
+                if !seen[j] && dark(j % ww, j / ww) {
+                    seen[j] = true;
+                    stack.push(j);
+                }
             }
         }
+        let (bw, bh) = ((bx1 - bx0 + 1) as f32, (by1 - by0 + 1) as f32);
+        let fill = n as f32 / (bw * bh);
+        let squareness = bw.min(bh) / bw.max(bh);
+        let size = (n as f32 / area).min(area / n as f32);
+        // A filled square of about the right size: fill and squareness near 1, size near 1.
+        if fill < 0.6 || squareness < 0.6 || size < 0.35 {
+            continue;
+        }
+        let score = fill * squareness * size;
+        let centre = (
+            x0 as f32 + (sx / n) as f32 + 0.5,
+            y0 as f32 + (sy / n) as f32 + 0.5,
+        );
+        if best.is_none_or(|(s, _)| score > s) {
+            best = Some((score, centre));
+        }
     }
-    (n >= f64::from(min_pixels)).then(|| ((sx / n + 0.5) as f32, (sy / n + 0.5) as f32))
+    best.map(|(_, c)| c)
 }
 
 /// Finds the page in `image` from its QR code and registration marks: the QR code's content and
@@ -271,7 +406,7 @@ pub fn locate(
         (q.x + q.w, q.y + q.h),
         (q.x, q.y + q.h),
     ];
-    let rough = Homography::from_points(qr_page, corners).ok_or(FormError::NoMarks)?;
+    let rough = Homography::affine_from_points(&qr_page, &corners).ok_or(FormError::NoMarks)?;
     // Pixels per point, roughly: the QR code's side in the image over its side on the page.
     let side = ((corners[1].0 - corners[0].0).hypot(corners[1].1 - corners[0].1)) / q.w;
     let threshold = otsu(image).clamp(60, 200);
@@ -279,21 +414,27 @@ pub fn locate(
     let mut page = [(0f32, 0f32); 4];
     for (i, mark) in layout.marks.iter().enumerate() {
         let expected = rough.map(mark.center());
-        let radius = mark.w * side * 1.5;
-        let min_pixels = (mark.w * side).powi(2) * 0.4;
-        found[i] = dark_centre(image, expected, radius, threshold, min_pixels)
-            .ok_or(FormError::NoMarks)?;
+        // The QR code is small and far from the marks: its estimate of where they are can be off
+        // by a few per cent of the page, hence the wide search.
+        let radius = mark.w * side * 3.0;
+        let area = (mark.w * side).powi(2);
+        found[i] =
+            dark_centre(image, expected, radius, threshold, area).ok_or(FormError::NoMarks)?;
         page[i] = mark.center();
     }
     let exact = Homography::from_points(page, found).ok_or(FormError::NoMarks)?;
     Ok((code, layout, exact))
 }
 
-/// Reads every field of the form in `image` with `engine`.
+/// Reads every field of the form in `image` with `engine`. `valid(field, text)` says whether a
+/// value read can be right for its field (a codice fiscale's check character…): a field read
+/// wrong is read again from a binarised copy of its zone, and the valid reading, or else the
+/// surer one, is kept.
 pub fn read(
     image: &GrayImage,
     layout_for: &dyn Fn(&str) -> Option<Layout>,
     engine: &mut Engine,
+    valid: &dyn Fn(&str, &str) -> bool,
 ) -> Result<FormReading, FormError> {
     let (code, layout, h) = locate(image, layout_for)?;
     // 300 dpi: 300 / 72 pixels per point.
@@ -301,13 +442,24 @@ pub fn read(
     let mut fields = Vec::new();
     for zone in &layout.fields {
         let crop = rectify(image, &h, zone.rect, scale);
-        let reading = engine.read(
-            &crop,
-            300,
-            Mode::Line {
-                charset: zone.charset.as_deref(),
-            },
-        )?;
+        let mode = Mode::Line {
+            charset: zone.charset.as_deref(),
+        };
+        let mut reading = engine.read(&crop, 300, mode)?;
+        if !valid(&zone.id, &reading.text) {
+            let threshold = otsu(&crop);
+            let binary = GrayImage::from_fn(crop.width(), crop.height(), |x, y| {
+                image::Luma([if crop.get_pixel(x, y).0[0] < threshold {
+                    0
+                } else {
+                    255
+                }])
+            });
+            let again = engine.read(&binary, 300, mode)?;
+            if valid(&zone.id, &again.text) || again.confidence > reading.confidence {
+                reading = again;
+            }
+        }
         fields.push(FieldReading {
             id: zone.id.clone(),
             text: reading.text,
@@ -353,6 +505,9 @@ mod tests {
             );
         }
         assert!(Homography::from_points(from, [(0.0, 0.0); 4]).is_none());
+        let affine = Homography::affine_from_points(&from, &to).unwrap();
+        let (x, y) = affine.map((50.0, 25.0));
+        assert!((x - 107.5).abs() < 3.0 && (y - 74.5).abs() < 3.0, "{x},{y}");
     }
 
     #[test]

@@ -133,7 +133,15 @@ pub fn read_image(
     forms: &PaperForms,
 ) -> Result<Outcome, OcrError> {
     let layout_for = |code: &str| forms.for_code(code).map(|f| f.layout());
-    match intake::form::read(image, &layout_for, engine) {
+    // The form is known once its QR code is read; each field is judged by that form's rules.
+    let plausible = |field: &str, text: &str| {
+        forms
+            .forms
+            .iter()
+            .filter_map(|f| f.field(field).map(|_| f))
+            .any(|f| f.plausible(field, text))
+    };
+    match intake::form::read(image, &layout_for, engine, &plausible) {
         Ok(reading) => Ok(Outcome::Form(reading)),
         Err(intake::form::FormError::Ocr(e)) => Err(e),
         Err(_) => Ok(Outcome::Text(engine.read(image, 200, Mode::Page)?)),

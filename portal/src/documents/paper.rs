@@ -351,6 +351,15 @@ fn invalid(kind: Kind, value: &str) -> Option<&'static str> {
     }
 }
 
+impl PaperForm {
+    /// Whether `text`, read in the box of `field`, can be a right value (for reading again one
+    /// that cannot).
+    pub fn plausible(&self, field: &str, text: &str) -> bool {
+        self.field(field)
+            .is_some_and(|f| invalid(f.kind, &normalised(f.kind, text)).is_none())
+    }
+}
+
 /// Below this mean confidence a value is shown as uncertain.
 pub const LOW_CONFIDENCE: u8 = 70;
 

@@ -24,6 +24,12 @@ const UNANSWERED: &str =
     " AND EXISTS (SELECT 1 FROM pratica_messages m WHERE m.application_id = a.id \
     AND m.from_office = 0 AND m.handled_at IS NULL)";
 
+/// A standard form read from the pratica's documents has a field to check (it differs from the
+/// pratica, is not valid for its kind, or was read with low confidence).
+const FORM_TO_CHECK: &str =
+    " AND EXISTS (SELECT 1 FROM documents d JOIN document_fields f ON f.document_id = d.id \
+    WHERE d.application_id = a.id AND d.removed_at IS NULL AND f.problem IS NOT NULL)";
+
 #[derive(Debug, Default, Deserialize, Serialize)]
 pub struct Filters {
     pub ente: Option<String>,
@@ -39,6 +45,8 @@ pub struct Filters {
     pub giorni_al_termine: Option<String>,
     /// `si`: only pratiche with a citizen's message not yet answered.
     pub messaggi: Option<String>,
+    /// `si`: only pratiche with a standard form whose reading needs checking.
+    pub moduli: Option<String>,
     /// `scadenza` (default), `recenti`, `meno_recenti`.
     pub ordine: Option<String>,
     pub pagina: Option<String>,
@@ -84,6 +92,7 @@ type Row = (
     String,
     Option<String>,
     Option<String>,
+    i64,
     i64,
 );
 
@@ -179,6 +188,9 @@ fn condition(
     if nonempty(&filters.messaggi) == Some("si") {
         sql.push_str(UNANSWERED);
     }
+    if nonempty(&filters.moduli) == Some("si") {
+        sql.push_str(FORM_TO_CHECK);
+    }
     let mut numbers = Vec::new();
     if let Some(days) = number(&filters.giorni_da_invio) {
         numbers.push(now - days * 86_400_000);
@@ -223,7 +235,9 @@ pub async fn page(
     let sql = format!(
         "SELECT a.id, a.numero, a.ente_code, a.service_code, a.status, a.submitted_at, a.due_date, \
          a.assigned_to, a.need_area, a.applicant_cf, p.given_name, p.family_name, \
-         (SELECT COUNT(*) FROM pratica_messages m WHERE m.application_id = a.id AND m.from_office = 0 AND m.handled_at IS NULL) \
+         (SELECT COUNT(*) FROM pratica_messages m WHERE m.application_id = a.id AND m.from_office = 0 AND m.handled_at IS NULL), \
+         (SELECT COUNT(*) FROM documents d JOIN document_fields f ON f.document_id = d.id \
+          WHERE d.application_id = a.id AND d.removed_at IS NULL AND f.problem IS NOT NULL) \
          FROM applications a LEFT JOIN people p ON p.cf = a.applicant_cf \
          WHERE {condition} ORDER BY {order} LIMIT {PAGE_SIZE} OFFSET {offset}"
     );
@@ -253,6 +267,7 @@ pub async fn page(
                 given,
                 family,
                 unanswered,
+                to_check,
             )| {
                 let status = Status::parse(&status).unwrap_or(Status::Inviata);
                 let due_date = due
@@ -266,6 +281,7 @@ pub async fn page(
                 };
                 let marker = match status {
                     _ if unanswered > 0 => Some("Messaggio del cittadino"),
+                    _ if to_check > 0 && !status.is_final() => Some("Modulo da controllare"),
                     Status::IntegrazioniRicevute => Some("Risposta del cittadino"),
                     Status::Inviata | Status::Protocollata if assigned.is_none() => Some("Nuova"),
                     _ => None,
@@ -431,6 +447,7 @@ fn serde_urlencoded_query(filters: &Filters) -> String {
         ("operatore", &filters.operatore),
         ("ordine", &filters.ordine),
         ("messaggi", &filters.messaggi),
+        ("moduli", &filters.moduli),
         ("giorni_da_invio", &filters.giorni_da_invio),
         ("giorni_al_termine", &filters.giorni_al_termine),
     ];
