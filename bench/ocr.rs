@@ -103,6 +103,7 @@ fn damage(i: usize) -> Damage {
 }
 
 fn main() {
+    portal::documents::ocr::ensure_single_threaded_openmp();
     let n = arg("--forms", 40);
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
     let forms = PaperForms::load(&root.join("forms")).expect("forms/paper");

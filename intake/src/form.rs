@@ -460,6 +460,19 @@ pub fn read(
                 reading = again;
             }
         }
+        if !valid(&zone.id, &reading.text) {
+            // Read as one word (a codice fiscale has no spaces).
+            let word = engine.read(
+                &crop,
+                300,
+                Mode::Word {
+                    charset: zone.charset.as_deref(),
+                },
+            )?;
+            if valid(&zone.id, &word.text) {
+                reading = word;
+            }
+        }
         fields.push(FieldReading {
             id: zone.id.clone(),
             text: reading.text,

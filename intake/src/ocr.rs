@@ -28,6 +28,8 @@ pub enum Mode<'a> {
     Page,
     /// One line, only these characters (e.g. a codice fiscale's letters and digits).
     Line { charset: Option<&'a str> },
+    /// One word (no spaces), only these characters.
+    Word { charset: Option<&'a str> },
 }
 
 pub struct Engine {
@@ -71,7 +73,7 @@ impl Engine {
         let w = i32::try_from(width).map_err(|e| err(&e))?;
         let h = i32::try_from(height).map_err(|e| err(&e))?;
         let charset = match mode {
-            Mode::Line { charset: Some(c) } => c,
+            Mode::Line { charset: Some(c) } | Mode::Word { charset: Some(c) } => c,
             _ => "",
         };
         let mut tess = tess
@@ -83,6 +85,7 @@ impl Engine {
         tess.set_page_seg_mode(match mode {
             Mode::Page => PageSegMode::PsmAuto,
             Mode::Line { .. } => PageSegMode::PsmSingleLine,
+            Mode::Word { .. } => PageSegMode::PsmSingleWord,
         });
         let mut tess = tess.recognize().map_err(|e| err(&e))?;
         let text = tess.get_text().map_err(|e| err(&e))?;

@@ -99,7 +99,16 @@ impl Writer {
     }
 
     fn text_at(&mut self, x: f32, y: f32, size: f32, bold: bool, text: &str) {
-        let font = if bold { "F2" } else { "F1" };
+        self.text_in(if bold { "F2" } else { "F1" }, x, y, size, text);
+    }
+
+    /// Text in a fixed-width font (Courier Bold), at `y` points from the top: codes and numbers
+    /// that are read back by OCR, where every character must stand apart.
+    pub fn mono_top(&mut self, x: f32, y: f32, size: f32, text: &str) {
+        self.text_in("F3", x, PAGE_H - y, size, text);
+    }
+
+    fn text_in(&mut self, font: &str, x: f32, y: f32, size: f32, text: &str) {
         self.ops().extend([
             Operation::new("BT", vec![]),
             Operation::new("Tf", vec![font.into(), size.into()]),
@@ -201,8 +210,11 @@ fn build(pages: Vec<Vec<Operation>>, title: &str, footer: &str) -> Result<Vec<u8
     let bold = doc.add_object(dictionary! {
         "Type" => "Font", "Subtype" => "Type1", "BaseFont" => "Helvetica-Bold", "Encoding" => "WinAnsiEncoding",
     });
+    let mono = doc.add_object(dictionary! {
+        "Type" => "Font", "Subtype" => "Type1", "BaseFont" => "Courier-Bold", "Encoding" => "WinAnsiEncoding",
+    });
     let resources = doc.add_object(dictionary! {
-        "Font" => dictionary! { "F1" => regular, "F2" => bold },
+        "Font" => dictionary! { "F1" => regular, "F2" => bold, "F3" => mono },
     });
     let total = pages.len();
     let mut kids: Vec<Object> = Vec::new();

@@ -37,8 +37,9 @@ impl std::fmt::Debug for OcrPool {
 impl OcrPool {
     /// `size` threads reading with the `language` model; each makes its engine at its first task.
     pub fn start(size: usize, language: &str) -> OcrPool {
-        // Before any engine exists: one OpenMP thread per engine, the pool gives the parallelism.
-        std::env::set_var("OMP_THREAD_LIMIT", "1");
+        if size > 0 && std::env::var("OMP_THREAD_LIMIT").as_deref() != Ok("1") {
+            tracing::warn!("OMP_THREAD_LIMIT is not 1: each OCR engine may use several threads");
+        }
         let (sender, receiver) = mpsc::channel::<Task>();
         let receiver = Arc::new(Mutex::new(receiver));
         for n in 0..size {
@@ -103,6 +104,25 @@ impl OcrPool {
             guard.take();
         }
     }
+}
+
+/// OpenMP, which Tesseract uses, reads `OMP_THREAD_LIMIT` when the library is loaded, before
+/// `main`: a process that runs the pool starts itself again, once, with it set to 1 (one thread
+/// per engine; the pool gives the parallelism). Returns when it is set, or when the restart
+/// failed (said on stderr).
+pub fn ensure_single_threaded_openmp() {
+    use std::os::unix::process::CommandExt;
+    if std::env::var("OMP_THREAD_LIMIT").as_deref() == Ok("1") {
+        return;
+    }
+    let Ok(program) = std::env::current_exe() else {
+        return;
+    };
+    let error = std::process::Command::new(program)
+        .args(std::env::args_os().skip(1))
+        .env("OMP_THREAD_LIMIT", "1")
+        .exec();
+    eprintln!("sportello: could not start again with OMP_THREAD_LIMIT=1 ({error}); each OCR engine may use several threads");
 }
 
 /// Enqueues the reading of document `id` (inside the caller's transaction or not).
