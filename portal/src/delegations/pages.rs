@@ -343,6 +343,55 @@ async fn create(
     Ok(see_other(&format!("{PAGE}?esito=creata")))
 }
 
+/// The same delegation on the paper form, prefilled, to sign and bring or send to the office (for
+/// who prefers paper, or whose delegate has no digital identity yet).
+#[post("/area-personale/deleghe/modulo")]
+async fn paper_form(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    principal: Principal,
+    fields: web::Form<Vec<(String, String)>>,
+) -> Result<HttpResponse, AppError> {
+    let person = person_at_level(&req, &principal, LOGIN_LEVEL)?;
+    own_only(&req)?;
+    let today = rome_date(state.clock.now_ms());
+    let (form, parsed) = parse(&fields, person, today);
+    let Some((cf, _, until)) = parsed else {
+        return list_page(
+            &state,
+            &req,
+            person,
+            &form,
+            None,
+            StatusCode::UNPROCESSABLE_ENTITY,
+        )
+        .await;
+    };
+    let paper = state.paper_forms.get("delega").ok_or(AppError::NotFound)?;
+    let value_of = |f: &crate::documents::paper::PaperField| match f.id.as_str() {
+        "delegante_cognome" => person.family_name.clone(),
+        "delegante_nome" => person.given_name.clone(),
+        "delegante_cf" => person.cf.to_string(),
+        "delegato_cognome" => form.cognome.clone(),
+        "delegato_nome" => form.nome.clone(),
+        "delegato_cf" => cf.to_string(),
+        "fino_al" => format!(
+            "{:02}/{:02}/{}",
+            until.day(),
+            u8::from(until.month()),
+            until.year()
+        ),
+        _ => String::new(),
+    };
+    let pdf = paper
+        .pdf(&state.config.ente.name, &format!("delega:{cf}"), &value_of)
+        .map_err(|e| AppError::Internal(e.to_string()))?;
+    Ok(HttpResponse::Ok()
+        .content_type("application/pdf")
+        .insert_header(("Content-Disposition", "attachment; filename=\"delega.pdf\""))
+        .body(pdf))
+}
+
 /// The mandate `id` if `person` is one of its two sides; otherwise it does not exist for them.
 async fn mine(state: &AppState, id: &str, person: &Person) -> Result<Mandate, AppError> {
     store::get(&state.db, id)
@@ -473,6 +522,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.service(back_to_own)
         .service(list)
         .service(create)
+        .service(paper_form)
         .service(accept)
         .service(refuse)
         .service(revoke)
