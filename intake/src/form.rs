@@ -95,15 +95,7 @@ pub fn qr_codes(image: &GrayImage) -> Vec<FoundCode> {
     if !found.is_empty() {
         return found;
     }
-    let threshold = otsu(&half);
-    let binary = GrayImage::from_fn(half.width(), half.height(), |x, y| {
-        image::Luma([if half.get_pixel(x, y).0[0] < threshold {
-            0
-        } else {
-            255
-        }])
-    });
-    decode_qr(&binary, 2.0)
+    decode_qr(&binarise(&half), 2.0)
 }
 
 fn decode_qr(image: &GrayImage, scale: f32) -> Vec<FoundCode> {
@@ -144,6 +136,44 @@ fn half_size(image: &GrayImage) -> GrayImage {
     })
 }
 
+/// The solution of the N linear equations whose augmented matrix is `a` (W = N + 1 columns), by
+/// Gaussian elimination with partial pivoting; `None` when they have no single solution.
+#[allow(clippy::needless_range_loop)] // row-and-column arithmetic reads best with indices
+fn solve<const N: usize, const W: usize>(mut a: [[f64; W]; N]) -> Option<[f64; N]> {
+    for col in 0..N {
+        let pivot = (col..N).max_by(|&r, &s| a[r][col].abs().total_cmp(&a[s][col].abs()))?;
+        if a[pivot][col].abs() < 1e-9 {
+            return None;
+        }
+        a.swap(col, pivot);
+        for row in 0..N {
+            if row != col {
+                let f = a[row][col] / a[col][col];
+                for k in col..W {
+                    a[row][k] -= f * a[col][k];
+                }
+            }
+        }
+    }
+    let mut x = [0f64; N];
+    for i in 0..N {
+        x[i] = a[i][N] / a[i][i];
+    }
+    Some(x)
+}
+
+/// `image` in black and white at Otsu's threshold.
+fn binarise(image: &GrayImage) -> GrayImage {
+    let threshold = otsu(image);
+    GrayImage::from_fn(image.width(), image.height(), |x, y| {
+        image::Luma([if image.get_pixel(x, y).0[0] < threshold {
+            0
+        } else {
+            255
+        }])
+    })
+}
+
 /// A projective mapping of the plane (the page to the image).
 #[derive(Debug, Clone, Copy)]
 pub struct Homography([f64; 9]);
@@ -151,7 +181,6 @@ pub struct Homography([f64; 9]);
 impl Homography {
     /// The mapping that takes each `from` point to its `to` point; `None` when the points are
     /// degenerate (three in a line).
-    #[allow(clippy::needless_range_loop)] // row-and-column arithmetic reads best with indices
     pub fn from_points(from: [(f32, f32); 4], to: [(f32, f32); 4]) -> Option<Homography> {
         // h33 = 1; two equations per pair: 8 unknowns.
         let mut a = [[0f64; 9]; 8];
@@ -161,28 +190,10 @@ impl Homography {
             a[2 * i] = [x, y, 1.0, 0.0, 0.0, 0.0, -u * x, -u * y, u];
             a[2 * i + 1] = [0.0, 0.0, 0.0, x, y, 1.0, -v * x, -v * y, v];
         }
-        // Gaussian elimination with partial pivoting.
-        for col in 0..8 {
-            let pivot = (col..8).max_by(|&r, &s| a[r][col].abs().total_cmp(&a[s][col].abs()))?;
-            if a[pivot][col].abs() < 1e-9 {
-                return None;
-            }
-            a.swap(col, pivot);
-            for row in 0..8 {
-                if row != col {
-                    let f = a[row][col] / a[col][col];
-                    for k in col..9 {
-                        a[row][k] -= f * a[col][k];
-                    }
-                }
-            }
-        }
-        let mut h = [0f64; 9];
-        for i in 0..8 {
-            h[i] = a[i][8] / a[i][i];
-        }
-        h[8] = 1.0;
-        Some(Homography(h))
+        let x = solve(a)?;
+        Some(Homography([
+            x[0], x[1], x[2], x[3], x[4], x[5], x[6], x[7], 1.0,
+        ]))
     }
 
     /// The affine mapping (no perspective) that best takes the `from` points to the `to` points,
@@ -203,31 +214,15 @@ impl Homography {
                 bv[r] += p[r] * f64::from(t.1);
             }
         }
-        let solve = |b: [f64; 3]| -> Option<[f64; 3]> {
-            let mut a = [[0f64; 4]; 3];
-            for r in 0..3 {
-                a[r] = [m[r][0], m[r][1], m[r][2], b[r]];
-            }
-            for col in 0..3 {
-                let pivot =
-                    (col..3).max_by(|&r, &s| a[r][col].abs().total_cmp(&a[s][col].abs()))?;
-                if a[pivot][col].abs() < 1e-9 {
-                    return None;
-                }
-                a.swap(col, pivot);
-                for row in 0..3 {
-                    if row != col {
-                        let f = a[row][col] / a[col][col];
-                        for k in col..4 {
-                            a[row][k] -= f * a[col][k];
-                        }
-                    }
-                }
-            }
-            Some([a[0][3] / a[0][0], a[1][3] / a[1][1], a[2][3] / a[2][2]])
+        let row = |b: [f64; 3]| {
+            [
+                [m[0][0], m[0][1], m[0][2], b[0]],
+                [m[1][0], m[1][1], m[1][2], b[1]],
+                [m[2][0], m[2][1], m[2][2], b[2]],
+            ]
         };
-        let u = solve(bu)?;
-        let v = solve(bv)?;
+        let u = solve(row(bu))?;
+        let v = solve(row(bv))?;
         Some(Homography([
             u[0], u[1], u[2], v[0], v[1], v[2], 0.0, 0.0, 1.0,
         ]))
@@ -447,15 +442,7 @@ pub fn read(
         };
         let mut reading = engine.read(&crop, 300, mode)?;
         if !valid(&zone.id, &reading.text) {
-            let threshold = otsu(&crop);
-            let binary = GrayImage::from_fn(crop.width(), crop.height(), |x, y| {
-                image::Luma([if crop.get_pixel(x, y).0[0] < threshold {
-                    0
-                } else {
-                    255
-                }])
-            });
-            let again = engine.read(&binary, 300, mode)?;
+            let again = engine.read(&binarise(&crop), 300, mode)?;
             if valid(&zone.id, &again.text) || again.confidence > reading.confidence {
                 reading = again;
             }

@@ -11,6 +11,14 @@ use crate::domain::italian_time::{date_time, long_date, rome_date};
 use crate::server::AppState;
 use crate::web::error::AppError;
 
+/// The service's title, or its code when it is no longer offered.
+fn service_title(state: &AppState, code: &str) -> String {
+    state
+        .catalogue
+        .get(code)
+        .map_or_else(|| code.to_string(), |s| s.title.clone())
+}
+
 #[derive(Debug, Serialize)]
 pub struct DocumentItem {
     pub href: String,
@@ -55,12 +63,7 @@ pub async fn documents(
     .bind(cf)
     .fetch_all(&state.db.pool)
     .await?;
-    let title = |code: &str| {
-        state
-            .catalogue
-            .get(code)
-            .map_or_else(|| code.to_string(), |s| s.title.clone())
-    };
+    let title = |code: &str| service_title(state, code);
     let documents = rows
         .into_iter()
         .map(
@@ -72,11 +75,7 @@ pub async fn documents(
                     None => format!("Bozza — {}", title(&service)),
                 },
                 pratica_href: format!("/domande/{app}"),
-                state: match status.as_str() {
-                    "accettato" => "Accettato",
-                    "rifiutato" => "Rifiutato",
-                    _ => "In verifica",
-                },
+                state: crate::documents::status_label(&status),
                 reason,
                 size: crate::documents::size_label(size),
                 uploaded: date_time(at),
@@ -114,12 +113,7 @@ pub async fn deadlines(state: &AppState, cf: &str) -> Result<Vec<Deadline>, AppE
     let now = state.clock.now_ms();
     let today = rome_date(now);
     let mut out = Vec::new();
-    let title = |code: &str| {
-        state
-            .catalogue
-            .get(code)
-            .map_or_else(|| code.to_string(), |s| s.title.clone())
-    };
+    let title = |code: &str| service_title(state, code);
     let mut push = |date: Date, what: String, href: String, to_do: bool| {
         out.push(Deadline {
             date,

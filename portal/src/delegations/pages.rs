@@ -134,6 +134,24 @@ async fn list_page(
     render_status(state, req, "delegations/deleghe.html", ctx, status)
 }
 
+/// The page again with the form as typed and its errors (422).
+async fn form_again(
+    state: &AppState,
+    req: &HttpRequest,
+    person: &Person,
+    form: &DraftForm,
+) -> Result<HttpResponse, AppError> {
+    list_page(
+        state,
+        req,
+        person,
+        form,
+        None,
+        StatusCode::UNPROCESSABLE_ENTITY,
+    )
+    .await
+}
+
 #[derive(Debug, serde::Deserialize)]
 struct Outcome {
     esito: Option<String>,
@@ -277,15 +295,7 @@ async fn create(
     let today = rome_date(now);
     let (form, parsed) = parse(&fields, person, today);
     let Some((cf, scopes, until)) = parsed else {
-        return list_page(
-            &state,
-            &req,
-            person,
-            &form,
-            None,
-            StatusCode::UNPROCESSABLE_ENTITY,
-        )
-        .await;
+        return form_again(&state, &req, person, &form).await;
     };
     let already = store::for_person(&state.db, person.cf.as_str())
         .await?
@@ -304,15 +314,7 @@ async fn create(
             "cf",
             "Hai già una delega in corso per questa persona: revocala qui sotto prima di farne una nuova.",
         );
-        return list_page(
-            &state,
-            &req,
-            person,
-            &form,
-            None,
-            StatusCode::UNPROCESSABLE_ENTITY,
-        )
-        .await;
+        return form_again(&state, &req, person, &form).await;
     }
     let id = store::create(
         &state.db,
@@ -357,15 +359,7 @@ async fn paper_form(
     let today = rome_date(state.clock.now_ms());
     let (form, parsed) = parse(&fields, person, today);
     let Some((cf, _, until)) = parsed else {
-        return list_page(
-            &state,
-            &req,
-            person,
-            &form,
-            None,
-            StatusCode::UNPROCESSABLE_ENTITY,
-        )
-        .await;
+        return form_again(&state, &req, person, &form).await;
     };
     let paper = state.paper_forms.get("delega").ok_or(AppError::NotFound)?;
     let value_of = |f: &crate::documents::paper::PaperField| match f.id.as_str() {

@@ -69,21 +69,29 @@ pub async fn for_person(db: &Db, cf: &str) -> Result<Vec<Mandate>, sqlx::Error> 
     .collect()
 }
 
-/// Every mandate, newest first, for the office's list (`ente` = the ones it recorded, or all online
-/// ones too when `None`).
+/// The mandates the office recorded for `enti`, newest first (the latest 500).
 pub async fn recorded_by_office(db: &Db, enti: &[String]) -> Result<Vec<Mandate>, sqlx::Error> {
-    let all: Vec<Mandate> = sqlx::query(&format!(
-        "SELECT {COLUMNS} FROM mandates WHERE origin = 'ufficio' ORDER BY created_at DESC, id LIMIT 500"
-    ))
-    .fetch_all(&db.pool)
-    .await?
-    .iter()
-    .map(from_row)
-    .collect::<Result<_, _>>()?;
-    Ok(all
-        .into_iter()
-        .filter(|m| m.ente_code.as_ref().is_some_and(|e| enti.contains(e)))
-        .collect())
+    if enti.is_empty() {
+        return Ok(Vec::new());
+    }
+    let places = (1..=enti.len())
+        .map(|i| format!("${i}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let sql = format!(
+        "SELECT {COLUMNS} FROM mandates WHERE origin = 'ufficio' AND ente_code IN ({places}) \
+         ORDER BY created_at DESC, id LIMIT 500"
+    );
+    let mut query = sqlx::query(&sql);
+    for ente in enti {
+        query = query.bind(ente);
+    }
+    query
+        .fetch_all(&db.pool)
+        .await?
+        .iter()
+        .map(from_row)
+        .collect()
 }
 
 pub struct NewMandate<'a> {

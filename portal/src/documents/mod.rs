@@ -74,13 +74,18 @@ pub struct FieldRow {
     pub confirmed: bool,
 }
 
+/// A document's state (`documents.status`) as the citizen reads it.
+pub fn status_label(status: &str) -> &'static str {
+    match status {
+        "accettato" => "Accettato",
+        "rifiutato" => "Rifiutato",
+        _ => "In verifica",
+    }
+}
+
 impl Document {
     pub fn status_label(&self) -> &'static str {
-        match self.status.as_str() {
-            "accettato" => "Accettato",
-            "rifiutato" => "Rifiutato",
-            _ => "In verifica",
-        }
+        status_label(&self.status)
     }
 
     /// Where its reading is: "In lettura", "Letto", "Non leggibile"; nothing when not read.
@@ -720,8 +725,8 @@ pub struct Found {
 
 impl Found {
     /// Where the encrypted copy is, and its wrapped key.
-    pub fn stored(&self) -> Option<(&str, &[u8])> {
-        Some((self.storage_id.as_str(), self.wrapped.as_slice()))
+    pub fn stored(&self) -> (&str, &[u8]) {
+        (self.storage_id.as_str(), self.wrapped.as_slice())
     }
 }
 

@@ -190,9 +190,7 @@ impl JobHandler for ReadDocuments {
             let Some(doc) = super::find(&ctx.db, &payload.document).await.map_err(err)? else {
                 return Ok(());
             };
-            let Some((storage_id, wrapped)) = doc.stored() else {
-                return Ok(());
-            };
+            let (storage_id, wrapped) = doc.stored();
             let bytes = self
                 .vault
                 .read_all(&doc.id, storage_id, wrapped)

@@ -62,7 +62,7 @@ async fn list(
         q.cf.as_deref()
             .map(|c| c.trim().to_uppercase())
             .filter(|c| !c.is_empty());
-    // A role label is "role@ente,role@ente"; the LIKE narrows, the check below is exact.
+    // A role label is "role@ente,role@ente": the ente ends one of its parts.
     let mut sql = String::from(
         "SELECT a.at, a.actor_cf, a.actor_role, a.subject_cf, a.action, a.object, a.purpose, \
          (SELECT p.given_name || ' ' || p.family_name FROM people p WHERE p.cf = a.actor_cf) \
@@ -72,10 +72,14 @@ async fn list(
         if i > 0 {
             sql.push_str(" OR ");
         }
-        sql.push_str(&format!("a.actor_role LIKE ${}", i + 1));
+        sql.push_str(&format!(
+            "a.actor_role LIKE ${} OR a.actor_role LIKE ${}",
+            2 * i + 1,
+            2 * i + 2
+        ));
     }
     sql.push(')');
-    let next = enti.len() + 1;
+    let next = 2 * enti.len() + 1;
     if cf.is_some() {
         sql.push_str(&format!(" AND a.subject_cf = ${next}"));
     }
@@ -86,7 +90,7 @@ async fn list(
     ));
     let mut query = sqlx::query_as::<_, Row>(&sql);
     for ente in &enti {
-        query = query.bind(format!("%@{ente}%"));
+        query = query.bind(format!("%@{ente}")).bind(format!("%@{ente},%"));
     }
     if let Some(cf) = &cf {
         query = query.bind(cf.clone());
@@ -96,10 +100,6 @@ async fn list(
     let entries: Vec<Entry> = rows
         .into_iter()
         .take(PAGE_SIZE as usize)
-        .filter(|r| {
-            r.2.split(',')
-                .any(|label| enti.iter().any(|e| label.ends_with(&format!("@{e}"))))
-        })
         .map(
             |(at, actor_cf, role, subject, action, object, purpose, name)| Entry {
                 when: date_time(at),
