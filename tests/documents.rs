@@ -10,7 +10,7 @@ use sha2::{Digest, Sha256};
 
 use crate::applications::{ready_draft, submission};
 use crate::appointments::Citizen;
-use crate::support::{spawn_app_with, TestApp};
+use crate::support::{spawn_app_with, S3Server, TestApp};
 
 pub(crate) const SLOT: &str = "documentazione_sanitaria";
 
@@ -731,4 +731,96 @@ async fn a_standard_form_comes_back_as_a_photo_and_is_read_checked_and_compared(
         "{desk}"
     );
     app.stop().await;
+}
+
+#[tokio::test]
+async fn documents_kept_in_an_s3_bucket_are_encrypted_there_and_checked_on_the_way_back() {
+    let s3 = S3Server::start("sportello-documenti").await;
+    let endpoint = s3.endpoint();
+    let storage = |c: &mut portal::config::Config, bucket: &str| {
+        c.documents.storage = portal::config::StorageConfig {
+            kind: portal::config::StorageKind::S3,
+            bucket: Some(bucket.into()),
+            endpoint: Some(endpoint.clone()),
+            region: Some("eu-south-1".into()),
+            access_key_id: Some("sportello".into()),
+            secret_access_key: Some("segreto-di-prova".to_string().into()),
+            allow_http: true,
+            path: None,
+        };
+    };
+    let app = spawn_app_with(|c| storage(c, "sportello-documenti")).await;
+    let citizen = Citizen::new(&app, 51).await;
+    let id = ready_draft(&app, &citizen.cf).await;
+    // 12 MB: more than the writer buffers, so it goes up as a multipart upload.
+    let big: Vec<u8> = (0..12 * 1024 * 1024u32)
+        .map(|i| (i * 7 % 251) as u8)
+        .collect();
+    let certificate = pdf_with("Relazione dello specialista", |doc, _| {
+        doc.add_object(Stream::new(dictionary! {}, big));
+    });
+    let (status, answer) = upload(&citizen, &id, "relazione.pdf", &certificate).await;
+    assert_eq!(
+        (status, answer["stato"].as_str()),
+        (StatusCode::OK, Some("accettato")),
+        "{answer}"
+    );
+    let (doc_id, storage_id): (String, String) =
+        sqlx::query_as("SELECT id, storage_id FROM documents WHERE application_id = $1")
+            .bind(&id)
+            .fetch_one(&app.db().pool)
+            .await
+            .unwrap();
+
+    // In the bucket, under its random id, encrypted; nothing in the local folder.
+    let http = reqwest::Client::new();
+    let stored = http
+        .get(s3.object(&storage_id))
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    assert!(stored.len() > certificate.len(), "{}", stored.len());
+    assert!(!stored.starts_with(b"%PDF") && !stored.windows(9).any(|w| w == b"Relazione"));
+    assert!(!app.config.data_dir.join("files").join(&storage_id).exists());
+
+    // Back to its owner exactly as sent; another citizen: no such document.
+    let r = citizen.get(&format!("/documenti/{doc_id}")).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(r.bytes().await.unwrap().as_ref(), certificate.as_slice());
+    let other = Citizen::new(&app, 52).await;
+    assert_eq!(
+        other.get(&format!("/documenti/{doc_id}")).await.status(),
+        StatusCode::NOT_FOUND
+    );
+
+    // Altered in the bucket: detected, never served.
+    let mut altered = stored.to_vec();
+    altered[100] ^= 0x01;
+    let put = http
+        .put(s3.object(&storage_id))
+        .body(altered)
+        .send()
+        .await
+        .unwrap();
+    assert!(put.status().is_success());
+    let r = citizen.get(&format!("/documenti/{doc_id}")).await;
+    assert_eq!(r.status(), StatusCode::INTERNAL_SERVER_ERROR);
+    assert!(!r.text().await.unwrap().contains("Relazione"));
+    app.stop().await;
+
+    // A bucket that does not exist stops the start, saying which setting.
+    let dir = tempfile::tempdir().unwrap();
+    let database = crate::support::TestDatabase::create(dir.path()).await;
+    let mut config = crate::support::test_config(dir.path(), &database.url);
+    storage(&mut config, "manca");
+    let refused =
+        portal::server::Server::start(config, std::sync::Arc::new(portal::clock::SystemClock))
+            .await
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+    assert!(refused.contains("documents.storage"), "{refused}");
 }

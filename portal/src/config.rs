@@ -331,6 +331,40 @@ pub struct DocumentsConfig {
     pub ocr_engines: usize,
     /// The Tesseract model (`ita`: the tesseract-ocr-ita package).
     pub ocr_language: String,
+    /// Where the encrypted files are kept.
+    pub storage: StorageConfig,
+}
+
+/// Where the documents' encrypted files are kept, through `object_store`: a local folder (the
+/// default, `<data_dir>/files`) or an S3-compatible bucket. Whatever is chosen, the files are
+/// encrypted before they leave the portal; the storage never sees a document or its key.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StorageConfig {
+    pub kind: StorageKind,
+    /// `local`: the folder (default `<data_dir>/files`).
+    pub path: Option<PathBuf>,
+    /// `s3`: the bucket, which must exist.
+    pub bucket: Option<String>,
+    /// `s3`: the endpoint of an S3-compatible service (MinIO, Ceph, a cloud provider's); unset: AWS.
+    pub endpoint: Option<String>,
+    /// `s3`: the region (default `us-east-1`, or `AWS_REGION`).
+    pub region: Option<String>,
+    /// `s3`: the credentials; unset: the `AWS_ACCESS_KEY_ID` and `AWS_SECRET_ACCESS_KEY` variables
+    /// (or the instance's role).
+    pub access_key_id: Option<String>,
+    #[serde(serialize_with = "ser_opt_secret")]
+    pub secret_access_key: Option<SecretString>,
+    /// `s3`: allow an `http://` endpoint (a service on the same host or network).
+    pub allow_http: bool,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StorageKind {
+    #[default]
+    Local,
+    S3,
 }
 
 impl Default for DocumentsConfig {
@@ -350,6 +384,7 @@ impl Default for DocumentsConfig {
             ocr_engines: 2,
             ocr_language: "ita".into(),
             clamd: None,
+            storage: StorageConfig::default(),
         }
     }
 }
@@ -570,6 +605,12 @@ impl Config {
         if self.auth.session_idle_minutes <= 0 || self.auth.session_absolute_hours <= 0 {
             return Err(ConfigError::Invalid(
                 "auth: session timeouts must be positive".into(),
+            ));
+        }
+        let storage = &self.documents.storage;
+        if storage.kind == StorageKind::S3 && storage.bucket.is_none() {
+            return Err(ConfigError::Invalid(
+                "documents.storage.bucket: the s3 storage needs the name of its bucket".into(),
             ));
         }
         if self.mode == Mode::Production {

@@ -352,13 +352,16 @@ impl Server {
         )
         .map_err(|e| StartError::Setup(e.to_string()))?;
 
+        let store = crate::documents::storage::open(&config.documents.storage, &config.data_dir)
+            .await
+            .map_err(|e| StartError::Setup(format!("documents.storage: {e}")))?;
         let vault = crate::documents::vault::Vault::open(
             &config
                 .documents
                 .master_key_file
                 .clone()
                 .unwrap_or_else(|| config.data_dir.join("keys/documents.key")),
-            config.data_dir.join("files"),
+            store,
             config.documents.master_key_file.is_none()
                 && config.mode == crate::config::Mode::Development,
         )

@@ -379,6 +379,66 @@ impl TestApp {
     }
 }
 
+/// An S3-compatible server (moto's, installed by `.ci/setup --tests` into `target/test-tools/s3`)
+/// on loopback, with one bucket; it keeps what it holds in memory.
+pub struct S3Server {
+    pub port: u16,
+    pub bucket: String,
+    child: std::process::Child,
+}
+
+impl S3Server {
+    pub async fn start(bucket: &str) -> S3Server {
+        let port = free_port();
+        let python = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/target/test-tools/s3/bin/python"
+        );
+        let mut child = std::process::Command::new(python)
+            .args(["-m", "moto.server", "-H", "127.0.0.1", "-p"])
+            .arg(port.to_string())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("moto's S3 server (installed by .ci/setup --tests)");
+        let client = reqwest::Client::new();
+        for _ in 0..200 {
+            if let Ok(r) = client
+                .put(format!("http://127.0.0.1:{port}/{bucket}"))
+                .send()
+                .await
+            {
+                assert!(r.status().is_success(), "bucket: {}", r.status());
+                return S3Server {
+                    port,
+                    bucket: bucket.into(),
+                    child,
+                };
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("the S3 server did not start on port {port}");
+    }
+
+    pub fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// The object's address, read and written here as any S3 client would.
+    pub fn object(&self, key: &str) -> String {
+        format!("{}/{}/{key}", self.endpoint(), self.bucket)
+    }
+}
+
+impl Drop for S3Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 /// A real SMTP server (aiosmtpd, installed by `.ci/setup --tests`) on loopback, keeping what it
 /// receives in a maildir.
 pub struct SmtpServer {

@@ -11,6 +11,7 @@ pub mod clamd;
 pub mod ocr;
 pub mod paper;
 pub mod sandbox;
+pub mod storage;
 pub mod vault;
 
 use actix_multipart::Multipart;

@@ -3,12 +3,16 @@
 //! a sequence of segments `[u32 length][ciphertext]`, each of at most 64 KiB of plaintext, with
 //! the nonce `segment number ‖ last-segment flag` — so a file is encrypted and decrypted as a
 //! stream, never held whole in memory, and a segment changed, moved, dropped or cut off is
-//! detected (the STREAM construction).
+//! detected (the STREAM construction). The files go to the object store (`storage`): a local
+//! folder or an S3-compatible bucket.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
+use std::sync::Arc;
 
 use aes_gcm::aead::{Aead, KeyInit, Payload};
 use aes_gcm::{Aes256Gcm, Key, Nonce};
+use object_store::buffered::{BufReader, BufWriter};
+use object_store::ObjectStore;
 use rand::RngCore;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 
@@ -18,6 +22,8 @@ pub const SEGMENT: usize = 64 * 1024;
 pub enum VaultError {
     #[error("i/o: {0}")]
     Io(#[from] std::io::Error),
+    #[error("storage: {0}")]
+    Storage(#[from] object_store::Error),
     /// The stored file or its wrapped key does not authenticate: altered or damaged.
     #[error("the stored file does not authenticate")]
     Tampered,
@@ -25,17 +31,17 @@ pub enum VaultError {
     MasterKey(String),
 }
 
-/// The master key and the folder of stored files.
+/// The master key and the store of the encrypted files.
 #[derive(Clone)]
 pub struct Vault {
     master: Key<Aes256Gcm>,
-    dir: PathBuf,
+    store: Arc<dyn ObjectStore>,
 }
 
 impl std::fmt::Debug for Vault {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Vault")
-            .field("dir", &self.dir)
+            .field("store", &self.store.to_string())
             .finish_non_exhaustive()
     }
 }
@@ -50,7 +56,11 @@ fn nonce(segment: u64, last: bool) -> Nonce<aes_gcm::aead::consts::U12> {
 impl Vault {
     /// Reads the master key (64 hex characters) from `file`; with `generate`, creates it first
     /// (mode 0600) when it does not exist (development).
-    pub fn open(file: &Path, dir: PathBuf, generate: bool) -> Result<Vault, VaultError> {
+    pub fn open(
+        file: &Path,
+        store: Arc<dyn ObjectStore>,
+        generate: bool,
+    ) -> Result<Vault, VaultError> {
         if generate && !file.exists() {
             let mut key = [0u8; 32];
             rand::rng().fill_bytes(&mut key);
@@ -78,15 +88,10 @@ impl Vault {
                 file.display()
             )));
         }
-        std::fs::create_dir_all(&dir)?;
         Ok(Vault {
             master: *Key::<Aes256Gcm>::from_slice(&bytes),
-            dir,
+            store,
         })
-    }
-
-    pub fn path(&self, storage_id: &str) -> PathBuf {
-        self.dir.join(storage_id)
     }
 
     /// Encrypts `plain` into a new stored file; returns its storage id and the wrapped key.
@@ -99,8 +104,8 @@ impl Vault {
         rand::rng().fill_bytes(&mut data_key);
         let cipher = Aes256Gcm::new(Key::<Aes256Gcm>::from_slice(&data_key));
         let storage_id = crate::web::session::random_token(32);
-        let path = self.path(&storage_id);
-        let mut out = tokio::fs::File::create(&path).await?;
+        // Buffered up to 10 MB, then a multipart upload: never the whole file in memory.
+        let mut out = BufWriter::new(self.store.clone(), storage_id.as_str().into());
         // One segment read ahead, to know which is the last.
         let mut current = read_segment(&mut plain).await?;
         let mut segment = 0u64;
@@ -122,8 +127,7 @@ impl Vault {
             current = next;
             segment += 1;
         }
-        out.flush().await?;
-        out.sync_all().await?;
+        out.shutdown().await?;
         let wrapped = self.wrap(document_id, &data_key)?;
         Ok((storage_id, wrapped))
     }
@@ -171,7 +175,8 @@ impl Vault {
         wrapped: &[u8],
     ) -> Result<Reader, VaultError> {
         let cipher = self.unwrap_key(document_id, wrapped)?;
-        let file = tokio::fs::File::open(self.path(storage_id)).await?;
+        let meta = self.store.head(&storage_id.into()).await?;
+        let file = BufReader::new(self.store.clone(), &meta);
         Ok(Reader {
             cipher,
             file,
@@ -213,7 +218,7 @@ async fn read_segment(r: &mut (impl AsyncRead + Unpin)) -> std::io::Result<Vec<u
 /// A stored file being decrypted.
 pub struct Reader {
     cipher: Aes256Gcm,
-    file: tokio::fs::File,
+    file: BufReader,
     segment: u64,
     done: bool,
 }
@@ -268,7 +273,11 @@ mod tests {
     use super::*;
 
     fn vault(dir: &Path) -> Vault {
-        Vault::open(&dir.join("keys/documents.key"), dir.join("files"), true)
+        let files = dir.join("files");
+        std::fs::create_dir_all(&files).unwrap_or_default();
+        let store = object_store::local::LocalFileSystem::new_with_prefix(&files)
+            .unwrap_or_else(|e| unreachable!("{e}"));
+        Vault::open(&dir.join("keys/documents.key"), Arc::new(store), true)
             .unwrap_or_else(|e| unreachable!("{e}"))
     }
 
@@ -276,6 +285,7 @@ mod tests {
     async fn round_trip_and_every_kind_of_tampering_is_detected() {
         let dir = tempfile::tempdir().unwrap_or_else(|_| unreachable!());
         let v = vault(dir.path());
+        let path = |id: &str| dir.path().join("files").join(id);
         for size in [
             0usize,
             1,
@@ -289,7 +299,7 @@ mod tests {
                 .store("doc", plain.as_slice())
                 .await
                 .unwrap_or_else(|e| unreachable!("{e}"));
-            let stored = std::fs::read(v.path(&id)).unwrap_or_default();
+            let stored = std::fs::read(path(&id)).unwrap_or_default();
             assert_ne!(stored, plain);
             assert_eq!(
                 v.read_all("doc", &id, &wrapped).await.ok(),
@@ -305,7 +315,7 @@ mod tests {
             let mut bad = stored.clone();
             let at = bad.len() - 1;
             bad[at] ^= 1;
-            std::fs::write(v.path(&id), &bad).unwrap_or_default();
+            std::fs::write(path(&id), &bad).unwrap_or_default();
             assert!(
                 matches!(
                     v.read_all("doc", &id, &wrapped).await,
@@ -315,7 +325,7 @@ mod tests {
             );
             // Cut after the first segment, or extended.
             if size > SEGMENT {
-                std::fs::write(v.path(&id), &stored[..4 + SEGMENT + 16]).unwrap_or_default();
+                std::fs::write(path(&id), &stored[..4 + SEGMENT + 16]).unwrap_or_default();
                 assert!(matches!(
                     v.read_all("doc", &id, &wrapped).await,
                     Err(VaultError::Tampered)
@@ -323,7 +333,7 @@ mod tests {
             }
             let mut longer = stored.clone();
             longer.extend_from_slice(&stored[..stored.len().min(20)]);
-            std::fs::write(v.path(&id), &longer).unwrap_or_default();
+            std::fs::write(path(&id), &longer).unwrap_or_default();
             assert!(v.read_all("doc", &id, &wrapped).await.is_err());
         }
     }
@@ -333,8 +343,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap_or_else(|_| unreachable!());
         let file = dir.path().join("k");
         std::fs::write(&file, "abc").unwrap_or_default();
+        let store = Arc::new(object_store::memory::InMemory::new());
         assert!(matches!(
-            Vault::open(&file, dir.path().join("f"), false),
+            Vault::open(&file, store, false),
             Err(VaultError::MasterKey(_))
         ));
     }

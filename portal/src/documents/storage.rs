@@ -1,0 +1,58 @@
+//! The object store that keeps the documents' encrypted files (`documents.storage`): a local
+//! folder by default, an S3-compatible bucket by configuration. The vault encrypts before it
+//! writes, so the store only ever holds ciphertext under random ids.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use object_store::aws::AmazonS3Builder;
+use object_store::local::LocalFileSystem;
+use object_store::ObjectStore;
+use secrecy::ExposeSecret;
+
+use crate::config::{StorageConfig, StorageKind};
+
+/// Opens the configured store, and checks that it takes a write (a bucket missing, wrong
+/// credentials or an unreachable endpoint stop the start with a message, not the first upload).
+pub async fn open(config: &StorageConfig, data_dir: &Path) -> Result<Arc<dyn ObjectStore>, String> {
+    let store: Arc<dyn ObjectStore> = match config.kind {
+        StorageKind::Local => {
+            let dir = config
+                .path
+                .clone()
+                .unwrap_or_else(|| data_dir.join("files"));
+            std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+            Arc::new(
+                LocalFileSystem::new_with_prefix(&dir)
+                    .map_err(|e| format!("{}: {e}", dir.display()))?,
+            )
+        }
+        StorageKind::S3 => {
+            let mut builder = AmazonS3Builder::from_env().with_allow_http(config.allow_http);
+            if let Some(bucket) = &config.bucket {
+                builder = builder.with_bucket_name(bucket);
+            }
+            if let Some(endpoint) = &config.endpoint {
+                builder = builder.with_endpoint(endpoint);
+            }
+            if let Some(region) = &config.region {
+                builder = builder.with_region(region);
+            }
+            if let Some(id) = &config.access_key_id {
+                builder = builder.with_access_key_id(id);
+            }
+            if let Some(secret) = &config.secret_access_key {
+                builder = builder.with_secret_access_key(secret.expose_secret());
+            }
+            Arc::new(builder.build().map_err(|e| format!("s3: {e}"))?)
+        }
+    };
+    store
+        .put(&CHECK.into(), "sportello".into())
+        .await
+        .map_err(|e| format!("the document storage does not take a write: {e}"))?;
+    Ok(store)
+}
+
+/// The small object written at start to check the store.
+const CHECK: &str = "sportello-storage-check";
