@@ -12,10 +12,22 @@ use secrecy::ExposeSecret;
 
 use crate::config::{StorageConfig, StorageKind};
 
+/// The store, and the size of the parts a file is written in: what one upload holds in memory
+/// (at most two parts in flight).
+#[derive(Clone)]
+pub struct Store {
+    pub objects: Arc<dyn ObjectStore>,
+    pub part_size: usize,
+}
+
+/// A local folder takes small parts; S3 wants parts of at least 5 MiB but the last.
+const LOCAL_PART: usize = 256 * 1024;
+const S3_PART: usize = 5 * 1024 * 1024;
+
 /// Opens the configured store, and checks that it takes a write (a bucket missing, wrong
 /// credentials or an unreachable endpoint stop the start with a message, not the first upload).
-pub async fn open(config: &StorageConfig, data_dir: &Path) -> Result<Arc<dyn ObjectStore>, String> {
-    let store: Arc<dyn ObjectStore> = match config.kind {
+pub async fn open(config: &StorageConfig, data_dir: &Path) -> Result<Store, String> {
+    let objects: Arc<dyn ObjectStore> = match config.kind {
         StorageKind::Local => {
             let dir = config
                 .path
@@ -47,11 +59,17 @@ pub async fn open(config: &StorageConfig, data_dir: &Path) -> Result<Arc<dyn Obj
             Arc::new(builder.build().map_err(|e| format!("s3: {e}"))?)
         }
     };
-    store
+    objects
         .put(&CHECK.into(), "sportello".into())
         .await
         .map_err(|e| format!("the document storage does not take a write: {e}"))?;
-    Ok(store)
+    Ok(Store {
+        objects,
+        part_size: match config.kind {
+            StorageKind::Local => LOCAL_PART,
+            StorageKind::S3 => S3_PART,
+        },
+    })
 }
 
 /// The small object written at start to check the store.

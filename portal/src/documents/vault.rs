@@ -7,12 +7,12 @@
 //! folder or an S3-compatible bucket.
 
 use std::path::Path;
-use std::sync::Arc;
 
 use aes_gcm::aead::{Aead, KeyInit, Payload};
 use aes_gcm::{Aes256Gcm, Key, Nonce};
 use object_store::buffered::{BufReader, BufWriter};
-use object_store::ObjectStore;
+
+use super::storage::Store;
 use rand::RngCore;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 
@@ -35,13 +35,13 @@ pub enum VaultError {
 #[derive(Clone)]
 pub struct Vault {
     master: Key<Aes256Gcm>,
-    store: Arc<dyn ObjectStore>,
+    store: Store,
 }
 
 impl std::fmt::Debug for Vault {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Vault")
-            .field("store", &self.store.to_string())
+            .field("store", &self.store.objects.to_string())
             .finish_non_exhaustive()
     }
 }
@@ -56,11 +56,7 @@ fn nonce(segment: u64, last: bool) -> Nonce<aes_gcm::aead::consts::U12> {
 impl Vault {
     /// Reads the master key (64 hex characters) from `file`; with `generate`, creates it first
     /// (mode 0600) when it does not exist (development).
-    pub fn open(
-        file: &Path,
-        store: Arc<dyn ObjectStore>,
-        generate: bool,
-    ) -> Result<Vault, VaultError> {
+    pub fn open(file: &Path, store: Store, generate: bool) -> Result<Vault, VaultError> {
         if generate && !file.exists() {
             let mut key = [0u8; 32];
             rand::rng().fill_bytes(&mut key);
@@ -104,8 +100,13 @@ impl Vault {
         rand::rng().fill_bytes(&mut data_key);
         let cipher = Aes256Gcm::new(Key::<Aes256Gcm>::from_slice(&data_key));
         let storage_id = crate::web::session::random_token(32);
-        // Buffered up to 10 MB, then a multipart upload: never the whole file in memory.
-        let mut out = BufWriter::new(self.store.clone(), storage_id.as_str().into());
+        // One part buffered, then a multipart upload: never the whole file in memory.
+        let mut out = BufWriter::with_capacity(
+            self.store.objects.clone(),
+            storage_id.as_str().into(),
+            self.store.part_size,
+        )
+        .with_max_concurrency(2);
         // One segment read ahead, to know which is the last.
         let mut current = read_segment(&mut plain).await?;
         let mut segment = 0u64;
@@ -175,8 +176,8 @@ impl Vault {
         wrapped: &[u8],
     ) -> Result<Reader, VaultError> {
         let cipher = self.unwrap_key(document_id, wrapped)?;
-        let meta = self.store.head(&storage_id.into()).await?;
-        let file = BufReader::new(self.store.clone(), &meta);
+        let meta = self.store.objects.head(&storage_id.into()).await?;
+        let file = BufReader::new(self.store.objects.clone(), &meta);
         Ok(Reader {
             cipher,
             file,
@@ -271,13 +272,18 @@ impl Reader {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::Arc;
 
     fn vault(dir: &Path) -> Vault {
         let files = dir.join("files");
         std::fs::create_dir_all(&files).unwrap_or_default();
         let store = object_store::local::LocalFileSystem::new_with_prefix(&files)
             .unwrap_or_else(|e| unreachable!("{e}"));
-        Vault::open(&dir.join("keys/documents.key"), Arc::new(store), true)
+        let store = Store {
+            objects: Arc::new(store),
+            part_size: 100_000,
+        };
+        Vault::open(&dir.join("keys/documents.key"), store, true)
             .unwrap_or_else(|e| unreachable!("{e}"))
     }
 
@@ -343,7 +349,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap_or_else(|_| unreachable!());
         let file = dir.path().join("k");
         std::fs::write(&file, "abc").unwrap_or_default();
-        let store = Arc::new(object_store::memory::InMemory::new());
+        let store = Store {
+            objects: Arc::new(object_store::memory::InMemory::new()),
+            part_size: 100_000,
+        };
         assert!(matches!(
             Vault::open(&file, store, false),
             Err(VaultError::MasterKey(_))
