@@ -650,6 +650,80 @@ async fn a_standard_form_comes_back_as_a_photo_and_is_read_checked_and_compared(
         "{page_html}"
     );
 
+    // The same photo scanned into a PDF (a picture per page, no text layer), behind a page of a
+    // letter sent as raw grey samples: the letter's page is read as text, the form as the form.
+    let letter = render(&pdf_with("Relazione del medico curante", |_, _| {}), 200);
+    let scan = scanned_pdf(&[
+        ScanPage::Raw(letter.clone()),
+        ScanPage::Jpeg(
+            photo.clone(),
+            image::load_from_memory(&photo)
+                .unwrap()
+                .to_luma8()
+                .dimensions(),
+        ),
+    ]);
+    let (status, answer) = upload(&citizen, &id, "scansione.pdf", &scan).await;
+    assert_eq!(
+        (status, answer["stato"].as_str()),
+        (StatusCode::OK, Some("accettato")),
+        "{answer}"
+    );
+    let scan_doc = document_named(&app, &id, "scansione.pdf").await;
+    assert_eq!(read_done(&app, &scan_doc).await, "letto");
+    let (form, signed): (Option<String>, Option<i32>) =
+        sqlx::query_as("SELECT form_code, signed FROM documents WHERE id = $1")
+            .bind(&scan_doc)
+            .fetch_one(&app.db().pool)
+            .await
+            .unwrap();
+    assert_eq!(
+        (form.as_deref(), signed),
+        (Some("autodichiarazione-sad"), Some(1))
+    );
+    let scanned_cf: String = sqlx::query_scalar(
+        "SELECT value FROM document_fields WHERE document_id = $1 AND field = 'codice_fiscale'",
+    )
+    .bind(&scan_doc)
+    .fetch_one(&app.db().pool)
+    .await
+    .unwrap();
+    assert_eq!(scanned_cf, citizen.cf);
+    // A scan of a letter alone: its text, from the picture.
+    let (status, _) = upload(
+        &citizen,
+        &id,
+        "lettera.pdf",
+        &scanned_pdf(&[ScanPage::Raw(letter)]),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    let letter_doc = document_named(&app, &id, "lettera.pdf").await;
+    assert_eq!(read_done(&app, &letter_doc).await, "letto");
+    let text: Option<String> = sqlx::query_scalar("SELECT ocr_text FROM documents WHERE id = $1")
+        .bind(&letter_doc)
+        .fetch_one(&app.db().pool)
+        .await
+        .unwrap();
+    assert!(
+        text.as_deref()
+            .unwrap_or_default()
+            .contains("medico curante"),
+        "{text:?}"
+    );
+    // The pictures are kept encrypted too.
+    let scans: Vec<(String,)> =
+        sqlx::query_as("SELECT storage_id FROM document_scans WHERE document_id = $1")
+            .bind(&scan_doc)
+            .fetch_all(&app.db().pool)
+            .await
+            .unwrap();
+    assert_eq!(scans.len(), 2);
+    for (storage,) in &scans {
+        let stored = std::fs::read(app.config.data_dir.join("files").join(storage)).unwrap();
+        assert!(!stored.starts_with(b"\x89PNG"));
+    }
+
     // The citizen changed the address since printing, and sent the photo unsigned: both flagged.
     let mut changed = answers.clone();
     changed.insert(
@@ -823,4 +897,76 @@ async fn documents_kept_in_an_s3_bucket_are_encrypted_there_and_checked_on_the_w
             .map(|e| e.to_string())
             .unwrap_or_default();
     assert!(refused.contains("documents.storage"), "{refused}");
+}
+
+/// A page of a scanned PDF: a JPEG (with its size) as scanners write them, or raw grey samples.
+enum ScanPage {
+    Jpeg(Vec<u8>, (u32, u32)),
+    Raw(image::GrayImage),
+}
+
+/// A PDF whose pages are only pictures, A4, no text layer.
+fn scanned_pdf(pages: &[ScanPage]) -> Vec<u8> {
+    let mut doc = Document::with_version("1.5");
+    let pages_id = doc.new_object_id();
+    let mut kids = Vec::new();
+    for page in pages {
+        let mut picture = match page {
+            ScanPage::Jpeg(bytes, (w, h)) => Stream::new(
+                dictionary! { "Filter" => "DCTDecode", "Width" => *w as i64, "Height" => *h as i64 },
+                bytes.clone(),
+            ),
+            ScanPage::Raw(grey) => {
+                let mut s = Stream::new(
+                    dictionary! { "Width" => grey.width() as i64, "Height" => grey.height() as i64 },
+                    grey.as_raw().clone(),
+                );
+                s.compress().unwrap();
+                s
+            }
+        };
+        for (k, v) in [
+            ("Type", Object::from("XObject")),
+            ("Subtype", "Image".into()),
+            ("ColorSpace", "DeviceGray".into()),
+            ("BitsPerComponent", 8.into()),
+        ] {
+            picture.dict.set(k, v);
+        }
+        let picture = doc.add_object(picture);
+        let draw = Content {
+            operations: vec![
+                Operation::new(
+                    "cm",
+                    vec![
+                        595.into(),
+                        0.into(),
+                        0.into(),
+                        842.into(),
+                        0.into(),
+                        0.into(),
+                    ],
+                ),
+                Operation::new("Do", vec!["Im0".into()]),
+            ],
+        };
+        let contents = doc.add_object(Stream::new(dictionary! {}, draw.encode().unwrap()));
+        kids.push(Object::from(doc.add_object(dictionary! {
+            "Type" => "Page", "Parent" => pages_id, "Contents" => contents,
+            "Resources" => dictionary! { "XObject" => dictionary! { "Im0" => picture } },
+        })));
+    }
+    let count = kids.len() as i64;
+    doc.objects.insert(
+        pages_id,
+        Object::Dictionary(dictionary! {
+            "Type" => "Pages", "Kids" => kids, "Count" => count,
+            "MediaBox" => vec![0.into(), 0.into(), 595.into(), 842.into()],
+        }),
+    );
+    let catalog = doc.add_object(dictionary! { "Type" => "Catalog", "Pages" => pages_id });
+    doc.trailer.set("Root", catalog);
+    let mut out = Vec::new();
+    doc.save_to(&mut out).unwrap();
+    out
 }

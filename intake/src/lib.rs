@@ -10,6 +10,7 @@ pub mod form;
 pub mod image;
 pub mod ocr;
 pub mod pdf;
+pub mod scan;
 
 use serde::{Deserialize, Serialize};
 
@@ -79,6 +80,9 @@ pub enum Verdict {
         text: Option<String>,
         /// True when the stored file is a re-encoded copy (images), not the original bytes.
         reencoded: bool,
+        /// A scanned PDF's pages whose picture was taken out for OCR (see `scan_path`).
+        #[serde(default)]
+        scans: Vec<u32>,
     },
     Rifiutato {
         /// For the citizen, in Italian: what was wrong and what to do.
@@ -89,23 +93,36 @@ pub enum Verdict {
 pub const EMPTY: &str = "Il file è vuoto. Scegli di nuovo il documento e ricaricalo.";
 pub const UNKNOWN: &str = "Il file non è un PDF, un JPEG o un PNG. Salva il documento in PDF, o fotografalo, e ricaricalo.";
 
-/// Inspects `bytes`; for an image, also returns the clean copy to store instead of the original.
-pub fn inspect(bytes: &[u8], policy: &Policy) -> (Verdict, Option<Vec<u8>>) {
-    let refuse = |motivo: String| (Verdict::Rifiutato { motivo }, None);
+/// What the inspection gives back besides the verdict.
+#[derive(Debug, Default)]
+pub struct Extracted {
+    /// An image's clean copy, to store instead of the original.
+    pub clean: Option<Vec<u8>>,
+    /// A scanned PDF's page pictures (page number, grey PNG).
+    pub scans: Vec<(u32, Vec<u8>)>,
+}
+
+/// Inspects `bytes`.
+pub fn inspect(bytes: &[u8], policy: &Policy) -> (Verdict, Extracted) {
+    let refuse = |motivo: String| (Verdict::Rifiutato { motivo }, Extracted::default());
     if bytes.is_empty() {
         return refuse(EMPTY.into());
     }
     match sniff(bytes) {
         None => refuse(UNKNOWN.into()),
-        Some(Kind::Pdf) => match pdf::inspect(bytes, &policy.pdf) {
+        Some(Kind::Pdf) => match pdf::inspect(bytes, &policy.pdf, &policy.image) {
             Ok(report) => (
                 Verdict::Accettato {
                     kind: Kind::Pdf,
                     pages: report.pages,
                     text: report.text,
                     reencoded: false,
+                    scans: report.scans.iter().map(|(page, _)| *page).collect(),
                 },
-                None,
+                Extracted {
+                    clean: None,
+                    scans: report.scans,
+                },
             ),
             Err(refusal) => refuse(refusal.message()),
         },
@@ -116,16 +133,28 @@ pub fn inspect(bytes: &[u8], policy: &Policy) -> (Verdict, Option<Vec<u8>>) {
                     pages: 1,
                     text: None,
                     reencoded: true,
+                    scans: Vec::new(),
                 },
-                Some(report.clean),
+                Extracted {
+                    clean: Some(report.clean),
+                    scans: Vec::new(),
+                },
             ),
             Err(refusal) => refuse(refusal.message()),
         },
     }
 }
 
-/// The child process's work: reads `input`, writes the clean copy (if any) to `output`, and
-/// returns the verdict as one line of JSON for the parent to read from stdout.
+/// Where the child writes the picture of a scanned PDF's `page`, beside `output`.
+pub fn scan_path(output: &std::path::Path, page: u32) -> std::path::PathBuf {
+    let mut name = output.as_os_str().to_owned();
+    name.push(format!("-pagina-{page}.png"));
+    name.into()
+}
+
+/// The child process's work: reads `input`, writes the clean copy (if any) to `output` and a
+/// scan's page pictures beside it (`scan_path`), and returns the verdict as one line of JSON for
+/// the parent to read from stdout.
 pub fn child(
     input: &std::path::Path,
     output: &std::path::Path,
@@ -134,9 +163,12 @@ pub fn child(
     let bytes = std::fs::read(input)?;
     let mut policy = Policy::default();
     policy.pdf.max_pages = max_pages;
-    let (verdict, clean) = inspect(&bytes, &policy);
-    if let Some(clean) = clean {
+    let (verdict, extracted) = inspect(&bytes, &policy);
+    if let Some(clean) = extracted.clean {
         std::fs::write(output, clean)?;
+    }
+    for (page, png) in extracted.scans {
+        std::fs::write(scan_path(output, page), png)?;
     }
     serde_json::to_string(&verdict).map_err(std::io::Error::other)
 }

@@ -1,9 +1,12 @@
 //! PDF inspection with lopdf: a file is refused when it is not a PDF, cannot be parsed, is
 //! encrypted, carries active or hidden content (JavaScript, launch actions, embedded files, rich
 //! media, XFA forms) or has more pages than the policy allows; otherwise its page count and its
-//! text layer, when it has one, come back.
+//! text layer, when it has one, come back — or, for a scan without one, its pages' pictures
+//! (`scan`).
 
 use lopdf::{Dictionary, Document, Object};
+
+use crate::image::ImagePolicy;
 
 /// The limits a PDF must respect.
 #[derive(Debug, Clone, Copy)]
@@ -64,10 +67,16 @@ pub struct PdfReport {
     pub pages: usize,
     /// The text layer, when the file has one (a scan has none: it goes to OCR).
     pub text: Option<String>,
+    /// Without a text layer: each page's picture (page number, grey PNG), for OCR.
+    pub scans: Vec<(u32, Vec<u8>)>,
 }
 
-/// Inspects `bytes` as a PDF under `policy`.
-pub fn inspect(bytes: &[u8], policy: &PdfPolicy) -> Result<PdfReport, PdfRefusal> {
+/// Inspects `bytes` as a PDF under `policy`; the pictures of a scan are decoded under `images`.
+pub fn inspect(
+    bytes: &[u8],
+    policy: &PdfPolicy,
+    images: &ImagePolicy,
+) -> Result<PdfReport, PdfRefusal> {
     // The header may follow a little junk, as readers allow; nothing else is a PDF.
     let head = &bytes[..bytes.len().min(1024)];
     if !head.windows(5).any(|w| w == b"%PDF-") {
@@ -104,9 +113,14 @@ pub fn inspect(bytes: &[u8], policy: &PdfPolicy) -> Result<PdfReport, PdfRefusal
         // No text layer that can be read: a scan, for OCR.
         Err(_) => None,
     };
+    let scans = match text {
+        Some(_) => Vec::new(),
+        None => crate::scan::page_images(&doc, images),
+    };
     Ok(PdfReport {
         pages: pages.len(),
         text,
+        scans,
     })
 }
 
@@ -217,6 +231,7 @@ mod tests {
         let report = inspect(
             &pdf(2, "Verbale di invalidita civile", None),
             &PdfPolicy::default(),
+            &ImagePolicy::default(),
         );
         assert_eq!(report.as_ref().map(|r| r.pages), Ok(2), "{report:?}");
         assert!(report
@@ -263,7 +278,11 @@ mod tests {
         ];
         for ((key, value), refusal) in cases {
             assert_eq!(
-                inspect(&pdf(1, "x", Some((key, value))), &PdfPolicy::default()),
+                inspect(
+                    &pdf(1, "x", Some((key, value))),
+                    &PdfPolicy::default(),
+                    &ImagePolicy::default()
+                ),
                 Err(refusal)
             );
         }
@@ -276,15 +295,19 @@ mod tests {
             ..PdfPolicy::default()
         };
         assert_eq!(
-            inspect(&pdf(4, "x", None), &policy),
+            inspect(&pdf(4, "x", None), &policy, &ImagePolicy::default()),
             Err(PdfRefusal::TooManyPages { pages: 4, max: 3 })
         );
         assert_eq!(
-            inspect(b"\x89PNG\r\n\x1a\n", &policy),
+            inspect(b"\x89PNG\r\n\x1a\n", &policy, &ImagePolicy::default()),
             Err(PdfRefusal::NotPdf)
         );
         assert_eq!(
-            inspect(b"%PDF-1.7\n1 0 obj << /Type /Catalog", &policy),
+            inspect(
+                b"%PDF-1.7\n1 0 obj << /Type /Catalog",
+                &policy,
+                &ImagePolicy::default()
+            ),
             Err(PdfRefusal::Unreadable)
         );
         assert!(PdfRefusal::Encrypted.message().contains("password"));
@@ -294,7 +317,11 @@ mod tests {
     fn truncated_files_never_panic() {
         let whole = pdf(2, "Modulo", None);
         for cut in (0..whole.len()).step_by(7) {
-            let _ = inspect(&whole[..cut], &PdfPolicy::default());
+            let _ = inspect(
+                &whole[..cut],
+                &PdfPolicy::default(),
+                &ImagePolicy::default(),
+            );
         }
     }
 }

@@ -209,6 +209,9 @@ pub fn new_client() -> (reqwest::Client, Arc<reqwest::cookie::Jar>) {
     let client = reqwest::Client::builder()
         .cookie_provider(jar.clone())
         .redirect(reqwest::redirect::Policy::none())
+        // Idle connections are dropped before the server's keep-alive (5 s) ends them, so that a
+        // request never goes out on a connection the server is closing at that moment.
+        .pool_idle_timeout(std::time::Duration::from_secs(2))
         .build()
         .expect("HTTP client");
     (client, jar)

@@ -595,7 +595,14 @@ async fn upload(
             pages,
             reencoded,
             text,
+            scans,
         } => {
+            // A scanned PDF's page pictures, written by the child beside the clean copy: removed
+            // whatever happens here.
+            let pictures: Vec<TempFile> = scans
+                .iter()
+                .map(|page| TempFile(intake::scan_path(&clean.0, *page)))
+                .collect();
             let source = if reencoded { &clean.0 } else { &tmp.0 };
             let file = tokio::fs::File::open(source)
                 .await
@@ -615,7 +622,28 @@ async fn upload(
             .bind(wrapped)
             .execute(&state.db.pool)
             .await?;
+            // A scanned PDF's page pictures, kept encrypted for the OCR job.
+            for (page, picture) in scans.iter().zip(&pictures) {
+                let file = tokio::fs::File::open(&picture.0)
+                    .await
+                    .map_err(|e| AppError::Internal(format!("scan: {e}")))?;
+                let (storage_id, wrapped) = state
+                    .vault
+                    .store(&ocr::scan_key(&doc_id, *page), file)
+                    .await
+                    .map_err(|e| AppError::Internal(format!("vault: {e}")))?;
+                sqlx::query(
+                    "INSERT INTO document_scans (document_id, page, storage_id, wrapped_key) VALUES ($1, $2, $3, $4)",
+                )
+                .bind(&doc_id)
+                .bind(i32::try_from(*page).unwrap_or(i32::MAX))
+                .bind(&storage_id)
+                .bind(wrapped)
+                .execute(&state.db.pool)
+                .await?;
+            }
             // Read: a PDF's text layer now; a photo or a scan by the OCR job.
+            let scanned = !scans.is_empty();
             match (kind, text) {
                 (intake::Kind::Pdf, Some(text)) => {
                     sqlx::query(
@@ -626,7 +654,9 @@ async fn upload(
                     .execute(&state.db.pool)
                     .await?;
                 }
-                (intake::Kind::Jpeg | intake::Kind::Png, _) if state.ocr.size > 0 => {
+                (intake::Kind::Jpeg | intake::Kind::Png, _) | (intake::Kind::Pdf, None)
+                    if state.ocr.size > 0 && (kind != intake::Kind::Pdf || scanned) =>
+                {
                     let mut tx = state.db.pool.begin().await?;
                     sqlx::query("UPDATE documents SET ocr_status = 'in_lettura' WHERE id = $1")
                         .bind(&doc_id)

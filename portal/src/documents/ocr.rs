@@ -1,7 +1,8 @@
 //! Reading documents: a job per accepted document (`documents.ocr`). A PDF with a text layer was
-//! read at inspection; a photo or a scan goes through Tesseract — as one of the portal's standard
-//! forms when it carries their QR code (each field read in its zone, checked, compared with the
-//! pratica, the signature box checked for ink), otherwise as a page of text.
+//! read at inspection; a photo, or each page of a scanned PDF (its pictures, taken out at
+//! inspection and kept in `document_scans`), goes through Tesseract — as one of the portal's
+//! standard forms when it carries their QR code (each field read in its zone, checked, compared
+//! with the pratica, the signature box checked for ink), otherwise as a page of text.
 //!
 //! Tesseract runs in a pool: `documents.ocr_engines` worker threads, each with its own engine
 //! (made at its first page and kept), with `OMP_THREAD_LIMIT=1` so that each is single-threaded.
@@ -190,18 +191,7 @@ impl JobHandler for ReadDocuments {
             let Some(doc) = super::find(&ctx.db, &payload.document).await.map_err(err)? else {
                 return Ok(());
             };
-            let (storage_id, wrapped) = doc.stored();
-            let bytes = self
-                .vault
-                .read_all(&doc.id, storage_id, wrapped)
-                .await
-                .map_err(err)?;
-            let image = image::load_from_memory(&bytes).map_err(err)?.to_luma8();
-            let forms = self.forms.clone();
-            let outcome = self
-                .pool
-                .run(move |engine| read_image(engine, &image, &forms))
-                .await;
+            let outcome = self.read(&ctx.db, &doc).await?;
             let now = ctx.clock.now_ms();
             match outcome {
                 Ok(Outcome::Text(reading)) => {
@@ -230,6 +220,75 @@ impl JobHandler for ReadDocuments {
             tracing::info!(took_ms = ctx.clock.now_ms() - now, "document read");
             Ok(())
         })
+    }
+}
+
+/// The key a scanned PDF's page picture is stored under (its wrapped key is bound to it).
+pub fn scan_key(document_id: &str, page: u32) -> String {
+    format!("{document_id}/pagina-{page}")
+}
+
+impl ReadDocuments {
+    /// Reads a photo, or a scanned PDF page by page: the first page that is one of the portal's
+    /// forms gives the reading; otherwise the pages' text, one after the other.
+    async fn read(
+        &self,
+        db: &Db,
+        doc: &super::Found,
+    ) -> Result<Result<Outcome, OcrError>, JobError> {
+        let pictures: Vec<(String, String, Vec<u8>)> = if doc.kind == Some(intake::Kind::Pdf) {
+            let rows: Vec<(i32, String, Vec<u8>)> = sqlx::query_as(
+                "SELECT page, storage_id, wrapped_key FROM document_scans WHERE document_id = $1 ORDER BY page",
+            )
+            .bind(&doc.id)
+            .fetch_all(&db.pool)
+            .await
+            .map_err(err)?;
+            rows.into_iter()
+                .map(|(page, storage, wrapped)| {
+                    (
+                        scan_key(&doc.id, u32::try_from(page).unwrap_or(0)),
+                        storage,
+                        wrapped,
+                    )
+                })
+                .collect()
+        } else {
+            let (storage, wrapped) = doc.stored();
+            vec![(doc.id.clone(), storage.to_string(), wrapped.to_vec())]
+        };
+        let mut texts = Vec::new();
+        for (key, storage, wrapped) in &pictures {
+            let bytes = self
+                .vault
+                .read_all(key, storage, wrapped)
+                .await
+                .map_err(err)?;
+            let image = image::load_from_memory(&bytes).map_err(err)?.to_luma8();
+            let forms = self.forms.clone();
+            match self
+                .pool
+                .run(move |engine| read_image(engine, &image, &forms))
+                .await
+            {
+                Ok(Outcome::Form(reading)) => return Ok(Ok(Outcome::Form(reading))),
+                Ok(Outcome::Text(reading)) => texts.push(reading),
+                Err(e) => return Ok(Err(e)),
+            }
+        }
+        if texts.is_empty() {
+            return Ok(Err(OcrError::Read("no page to read".into())));
+        }
+        let confidence =
+            texts.iter().map(|r| u32::from(r.confidence)).sum::<u32>() / texts.len() as u32;
+        Ok(Ok(Outcome::Text(Reading {
+            text: texts
+                .iter()
+                .map(|r| r.text.trim())
+                .collect::<Vec<_>>()
+                .join("\n\n"),
+            confidence: u8::try_from(confidence).unwrap_or(u8::MAX),
+        })))
     }
 }
 
