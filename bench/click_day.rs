@@ -23,34 +23,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::percentile;
-use portal::applications::form::Answers;
 use portal::applications::store;
 use portal::clock::{Clock, SystemClock};
-use serde_json::Value;
-
-fn sad_answers(cf: &str) -> Answers {
-    let mut a = Answers::new();
-    for (k, v) in [
-        ("richiedente_nome", "Maria"),
-        ("richiedente_cognome", "Esposito"),
-        ("richiedente_cf", cf),
-        ("email", ""),
-        ("telefono", "3331234567"),
-        ("per_chi", "me"),
-        ("indirizzo_assistenza", "Via Roma 1"),
-        ("bisogno", "casa"),
-        (
-            "descrizione",
-            "Vivo da sola e non riesco più a fare le pulizie di casa.",
-        ),
-        ("ore_settimanali", "4"),
-        ("presenta_isee", "no"),
-    ] {
-        a.insert(k.into(), Value::String(v.into()));
-    }
-    a.insert("vive_solo".into(), Value::Bool(true));
-    a
-}
 
 struct Citizen {
     token: String,
@@ -88,7 +62,7 @@ async fn main() {
                         service_code: "sad",
                         form_version: 1,
                         applicant_cf: &session.cf,
-                        answers: &sad_answers(&session.cf),
+                        answers: &common::sad_answers(&session.cf),
                     },
                 )
                 .await
@@ -225,8 +199,15 @@ async fn main() {
             .fetch_one(&db.pool)
             .await
             .unwrap();
+    // The receipts' alerts (PDF by e-mail) are sent by the job workers meanwhile: how far behind.
+    let alerts_waiting: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM jobs WHERE idempotency_key LIKE 'alert:ricevuta:%' AND status <> 'done'",
+    )
+    .fetch_one(&db.pool)
+    .await
+    .unwrap();
     println!(
-        "check: {} receipts, {stored} stored, {events} events, {lost} lost, numbers distinct and gapless per ente: {gapless}; replay answered {} times with the same receipt",
+        "check: {} receipts, {stored} stored, {events} events, {lost} lost, numbers distinct and gapless per ente: {gapless}; replay answered {} times with the same receipt; {alerts_waiting} receipt e-mails still to send",
         receipts.len(),
         replayed.len()
     );

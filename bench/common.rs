@@ -103,6 +103,32 @@ pub async fn citizen(db: &Db, now: i64, i: usize) -> Session {
     }
 }
 
+/// Complete answers to the SAD request, for `cf`: a draft ready to send.
+pub fn sad_answers(cf: &str) -> portal::applications::form::Answers {
+    use serde_json::Value;
+    let mut a = portal::applications::form::Answers::new();
+    for (k, v) in [
+        ("richiedente_nome", "Maria"),
+        ("richiedente_cognome", "Esposito"),
+        ("richiedente_cf", cf),
+        ("email", ""),
+        ("telefono", "3331234567"),
+        ("per_chi", "me"),
+        ("indirizzo_assistenza", "Via Roma 1"),
+        ("bisogno", "casa"),
+        (
+            "descrizione",
+            "Vivo da sola e non riesco più a fare le pulizie di casa.",
+        ),
+        ("ore_settimanali", "4"),
+        ("presenta_isee", "no"),
+    ] {
+        a.insert(k.into(), Value::String(v.into()));
+    }
+    a.insert("vive_solo".into(), Value::Bool(true));
+    a
+}
+
 pub fn percentile(sorted: &[Duration], p: f64) -> Duration {
     if sorted.is_empty() {
         return Duration::ZERO;

@@ -1011,37 +1011,51 @@ fn pdf_of_certificate() -> Vec<u8> {
 }
 
 pub(crate) async fn ready_draft(app: &TestApp, cf: &str) -> String {
-    let answers = portal::applications::form::Answers::new();
+    sad_draft(
+        app,
+        cf,
+        "valleverde",
+        &portal::applications::form::Answers::new(),
+    )
+    .await
+}
+
+/// A SAD draft of `cf` for `ente` with `answers`, made on 23 November 2026.
+async fn sad_draft(
+    app: &TestApp,
+    cf: &str,
+    ente: &str,
+    answers: &portal::applications::form::Answers,
+) -> String {
     store::create_draft(
         app.db(),
         NOV_23_2026,
         &store::NewDraft {
-            ente_code: "valleverde",
+            ente_code: ente,
             service_code: "sad",
             form_version: 1,
             applicant_cf: cf,
-            answers: &answers,
+            answers,
         },
     )
     .await
     .unwrap()
 }
 
-pub(crate) fn submission<'a>(
-    cf: &'a str,
-    ente: &'a str,
-    answers: &'a portal::applications::form::Answers,
-) -> store::Submission<'a> {
+pub(crate) fn submission(
+    cf: &str,
+    ente: &str,
+    answers: &portal::applications::form::Answers,
+) -> store::Submission {
     store::Submission {
-        ente_code: ente,
-        service_code: "sad",
-        applicant_cf: cf,
-        applicant_name: "Mario Rossi",
-        ente_name: "Comune di Valleverde",
-        service_title: "Assistenza domiciliare (SAD)",
+        ente_code: ente.into(),
+        service_code: "sad".into(),
+        applicant_cf: cf.into(),
+        applicant_name: "Mario Rossi".into(),
+        service_title: "Assistenza domiciliare (SAD)".into(),
         form_version: 1,
         term_days: 30,
-        answers,
+        answers: answers.clone(),
         summary: Vec::new(),
         declarations: vec!["Dichiaro".into()],
         slot_labels: Vec::new(),
@@ -1049,85 +1063,216 @@ pub(crate) fn submission<'a>(
     }
 }
 
+async fn numeri(app: &TestApp, ente: &str) -> Vec<String> {
+    sqlx::query_scalar(
+        "SELECT numero FROM applications WHERE ente_code = $1 AND numero IS NOT NULL ORDER BY numero",
+    )
+    .bind(ente)
+    .fetch_all(&app.db().pool)
+    .await
+    .unwrap()
+}
+
+async fn count_all(app: &TestApp, sql: &str) -> i64 {
+    sqlx::query_scalar(sql)
+        .fetch_one(&app.db().pool)
+        .await
+        .unwrap()
+}
+
 #[tokio::test]
 async fn two_hundred_concurrent_submissions_get_two_hundred_numbers_without_gaps() {
     let app = spawn_app().await;
+    app.clock.set_ms(NOV_23_2026);
+    app.login("mario-rossi").await;
     let cf = "RSSMRA80A01H501U";
+    let answers = crate::bench_common::sad_answers(cf);
     let mut ids = Vec::new();
     for _ in 0..200 {
-        ids.push(ready_draft(&app, cf).await);
+        ids.push(sad_draft(&app, cf, "valleverde", &answers).await);
     }
-    let answers = portal::applications::form::Answers::new();
-    let send = |id: String| {
-        let db = app.db().clone();
-        let answers = answers.clone();
-        tokio::spawn(async move {
-            store::submit(
-                &db,
-                NOV_23_2026,
-                &id,
-                &submission(cf, "valleverde", &answers),
-            )
-            .await
-        })
-    };
-    // Every draft sent twice at once: the replay must create nothing.
+    // Every draft sent twice at the same moment through "Conferma e invia" (a double click): the
+    // submission desk takes them together, and the replay must create nothing.
+    let token = app.csrf_token().await;
     let tasks: Vec<_> = ids
         .iter()
         .chain(ids.iter())
-        .map(|id| send(id.clone()))
+        .map(|id| {
+            let request = app
+                .client
+                .post(app.absolute(&format!("/domande/{id}/invia")))
+                .form(&[
+                    ("csrf_token", token.as_str()),
+                    ("dichiarazione_veridicita", "si"),
+                    ("dichiarazione_quota", "si"),
+                ]);
+            let id = id.clone();
+            tokio::spawn(async move { (id, request.send().await.unwrap()) })
+        })
         .collect();
-    let mut new = Vec::new();
-    let mut already = 0;
     for t in tasks {
-        match t.await.unwrap().unwrap() {
-            Some(store::Submitted::New(numero)) => new.push(numero),
-            Some(store::Submitted::Already) => already += 1,
-            None => panic!("a draft vanished"),
-        }
+        let (id, sent) = t.await.unwrap();
+        assert_eq!(sent.status(), StatusCode::SEE_OTHER);
+        assert_eq!(location(&sent), format!("/domande/{id}?inviata=1"));
     }
-    assert_eq!(new.len(), 200);
-    assert_eq!(already, 200);
-    new.sort();
     let expected: Vec<String> = (1..=200).map(|n| format!("2026/{n:06}")).collect();
-    assert_eq!(new, expected, "distinct, gapless, from 1");
-    let stored: i64 = sqlx::query_scalar(
-        "SELECT COUNT(DISTINCT numero) FROM applications WHERE numero IS NOT NULL",
-    )
-    .fetch_one(&app.db().pool)
-    .await
-    .unwrap();
-    assert_eq!(stored, 200);
-    let events: i64 =
-        sqlx::query_scalar("SELECT COUNT(*) FROM outbox WHERE event_type = 'pratica.inviata'")
-            .fetch_one(&app.db().pool)
-            .await
-            .unwrap();
-    assert_eq!(events, 200);
-    // Another ente counts on its own.
-    let other = store::create_draft(
+    assert_eq!(
+        numeri(&app, "valleverde").await,
+        expected,
+        "distinct, gapless, from 1"
+    );
+    for (sql, want) in [
+        (
+            "SELECT COUNT(*) FROM outbox WHERE event_type = 'pratica.inviata'",
+            200,
+        ),
+        (
+            "SELECT COUNT(*) FROM application_history WHERE to_status = 'inviata'",
+            200,
+        ),
+        (
+            "SELECT COUNT(*) FROM jobs WHERE idempotency_key LIKE 'alert:ricevuta:%'",
+            200,
+        ),
+        (
+            "SELECT COUNT(DISTINCT verification_code) FROM applications",
+            200,
+        ),
+    ] {
+        assert_eq!(count_all(&app, sql).await, want, "{sql}");
+    }
+    // Every one went through the submission desk, which /metrics shows.
+    let metrics = app.text("/metrics").await;
+    let sent: f64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("sportello_submission_batch_size_sum "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_default();
+    assert!((200.0..=400.0).contains(&sent), "{metrics}");
+    // Each receipt carries its own numero.
+    let first = receipt_text(&app, &ids[0]).await;
+    let numero: String = sqlx::query_scalar("SELECT numero FROM applications WHERE id = $1")
+        .bind(&ids[0])
+        .fetch_one(&app.db().pool)
+        .await
+        .unwrap();
+    assert!(first.contains(&numero), "{first}");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn drafts_sent_together_are_numbered_in_order_and_each_once() {
+    let app = spawn_app().await;
+    let cf = "RSSMRA80A01H501U";
+    let answers = portal::applications::form::Answers::new();
+    let sending = |id: &str, cf: &str, ente: &str, now_ms: i64| store::Sending {
+        now_ms,
+        id: id.to_string(),
+        submission: submission(cf, ente, &answers),
+    };
+    let sent_before = ready_draft(&app, cf).await;
+    store::submit(
         app.db(),
         NOV_23_2026,
-        &store::NewDraft {
-            ente_code: "montebello",
-            service_code: "sad",
-            form_version: 1,
-            applicant_cf: cf,
-            answers: &answers,
-        },
+        &sent_before,
+        &submission(cf, "valleverde", &answers),
     )
     .await
     .unwrap();
+    let (a, b, not_hers) = (
+        ready_draft(&app, cf).await,
+        ready_draft(&app, cf).await,
+        ready_draft(&app, cf).await,
+    );
+    let other_ente = sad_draft(&app, cf, "montebello", &answers).await;
+    // One in the new year: the counter of 2027 starts from 1.
+    let new_year = ready_draft(&app, cf).await;
+    let jan_1_2027 = 1_798_758_000_000;
+    let batch = [
+        sending(&a, cf, "valleverde", NOV_23_2026),
+        sending(&sent_before, cf, "valleverde", NOV_23_2026),
+        sending(&b, cf, "valleverde", NOV_23_2026),
+        sending(&a, cf, "valleverde", NOV_23_2026),
+        sending(&not_hers, "BNCGLI85D52F205W", "valleverde", NOV_23_2026),
+        sending(&other_ente, cf, "montebello", NOV_23_2026),
+        sending(&new_year, cf, "valleverde", jan_1_2027),
+        sending("no-such-draft", cf, "valleverde", NOV_23_2026),
+    ];
+    let new = |n: &str| Some(store::Submitted::New(n.into()));
     assert_eq!(
-        store::submit(
-            app.db(),
-            NOV_23_2026,
-            &other,
-            &submission(cf, "montebello", &answers)
-        )
+        store::submit_all(app.db(), &batch).await.unwrap(),
+        vec![
+            new("2026/000002"),
+            Some(store::Submitted::Already),
+            new("2026/000003"),
+            Some(store::Submitted::Already),
+            None,
+            new("2026/000001"),
+            new("2027/000001"),
+            None,
+        ]
+    );
+    let status: String = sqlx::query_scalar("SELECT status FROM applications WHERE id = $1")
+        .bind(&not_hers)
+        .fetch_one(&app.db().pool)
         .await
-        .unwrap(),
-        Some(store::Submitted::New("2026/000001".into()))
+        .unwrap();
+    assert_eq!(
+        status, "bozza",
+        "someone else's request leaves the draft alone"
+    );
+    assert_eq!(
+        count_all(
+            &app,
+            "SELECT COUNT(*) FROM outbox WHERE event_type = 'pratica.inviata'"
+        )
+        .await,
+        5
+    );
+    // The frozen snapshot names the ente, read in the batch.
+    let snapshot: String = sqlx::query_scalar("SELECT snapshot FROM applications WHERE id = $1")
+        .bind(&other_ente)
+        .fetch_one(&app.db().pool)
+        .await
+        .unwrap();
+    assert!(snapshot.contains("Comune di Montebello"), "{snapshot}");
+
+    // Desks of several processes at once (here: tasks, each with batches and replays) still give
+    // distinct, gapless numbers.
+    let mut drafts = Vec::new();
+    for _ in 0..80 {
+        drafts.push(ready_draft(&app, cf).await);
+    }
+    let tasks: Vec<_> = drafts
+        .chunks(20)
+        .chain(drafts.chunks(20).rev())
+        .map(|chunk| {
+            let db = app.db().clone();
+            let batch: Vec<_> = chunk
+                .iter()
+                .map(|id| sending(id, cf, "valleverde", NOV_23_2026))
+                .collect();
+            tokio::spawn(async move { store::submit_all(&db, &batch).await.unwrap() })
+        })
+        .collect();
+    let mut new_ones = 0;
+    for t in tasks {
+        new_ones += t
+            .await
+            .unwrap()
+            .iter()
+            .filter(|s| matches!(s, Some(store::Submitted::New(_))))
+            .count();
+    }
+    assert_eq!(new_ones, 80);
+    let expected: Vec<String> = (1..=83).map(|n| format!("2026/{n:06}")).collect();
+    assert_eq!(
+        numeri(&app, "valleverde")
+            .await
+            .into_iter()
+            .filter(|n| n.starts_with("2026/"))
+            .collect::<Vec<_>>(),
+        expected
     );
     app.stop().await;
 }

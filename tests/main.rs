@@ -4,6 +4,8 @@
 // Tests assert by panicking: the workspace's no-unwrap rule is for request paths.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+#[path = "../bench/common.rs"]
+mod bench_common;
 #[path = "../bench/scans.rs"]
 mod scans;
 mod support;

@@ -66,6 +66,8 @@ pub struct AppState {
     pub paper_forms: Arc<crate::documents::paper::PaperForms>,
     /// The Tesseract engines (`documents.ocr_engines`).
     pub ocr: Arc<crate::documents::ocr::OcrPool>,
+    /// Where "Conferma e invia" sends drafts, committed together when they come together.
+    pub desk: crate::applications::desk::Desk,
 }
 
 impl AppState {
@@ -289,6 +291,7 @@ pub struct Server {
         tokio::task::JoinHandle<()>,
     )>,
     ocr: Arc<crate::documents::ocr::OcrPool>,
+    desk_db: Db,
 }
 
 impl Server {
@@ -366,11 +369,18 @@ impl Server {
                 && config.mode == crate::config::Mode::Development,
         )
         .map_err(|e| StartError::Setup(format!("documents: {e}")))?;
+        // The submission desk writes through a connection of its own: on a click day it would
+        // otherwise wait for one behind every citizen's reads.
+        let desk_db = Db::connect(&config.database_url(), 1).await?;
         let metrics = Arc::new(Metrics::new());
         let state = web::Data::new(AppState {
             vault,
             paper_forms: paper_forms.clone(),
             ocr: ocr.clone(),
+            desk: crate::applications::desk::Desk::start(
+                desk_db.clone(),
+                metrics.submission_batch.clone(),
+            ),
             inspections: Arc::new(tokio::sync::Semaphore::new(
                 config.documents.inspect_concurrency.max(1),
             )),
@@ -511,6 +521,7 @@ impl Server {
             workers,
             broker,
             ocr,
+            desk_db,
         })
     }
 
@@ -524,6 +535,7 @@ impl Server {
         }
         self.workers.shutdown().await;
         self.ocr.stop();
+        self.desk_db.pool.close().await;
         self.db.pool.close().await;
     }
 }

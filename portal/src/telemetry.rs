@@ -69,6 +69,8 @@ pub struct Metrics {
     pub jobs_running: Gauge,
     pub logins: Family<JobLabels, Counter>,
     pub broker: BrokerMetrics,
+    /// Drafts sent in each transaction of the submission desk.
+    pub submission_batch: Histogram,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -160,8 +162,15 @@ impl Metrics {
             "Login attempts, by provider and outcome",
             logins.clone(),
         );
+        let submission_batch = Histogram::new(exponential_buckets(1.0, 2.0, 9));
+        registry.register(
+            "submission_batch_size",
+            "Drafts sent together in one transaction by the submission desk",
+            submission_batch.clone(),
+        );
         let broker = BrokerMetrics::register(&mut registry);
         Metrics {
+            submission_batch,
             broker,
             registry,
             http_requests,

@@ -150,6 +150,20 @@ pub async fn schedule(
     Ok(())
 }
 
+/// Schedules `alerts`, each for its due time, inside the caller's transaction, with one statement.
+pub async fn schedule_all(
+    tx: &mut Transaction<'_, Any>,
+    now_ms: i64,
+    alerts: &[(i64, Alert)],
+) -> Result<(), sqlx::Error> {
+    let jobs = alerts
+        .iter()
+        .map(|(due_ms, a)| a.job(*due_ms))
+        .collect::<Result<Vec<_>, _>>()?;
+    crate::jobs::enqueue_all(&mut **tx, now_ms, &jobs).await?;
+    Ok(())
+}
+
 /// Schedules `alert` outside a transaction (follow-up reminders, the sweep).
 pub async fn schedule_now(
     db: &crate::db::Db,

@@ -705,28 +705,36 @@ async fn missing_documents(
     answers: &Answers,
     app_id: &str,
 ) -> Result<Vec<(usize, FieldError)>, AppError> {
-    let documents = crate::documents::for_application(&state.db, app_id).await?;
-    let mut missing = Vec::new();
-    for (i, step) in service.form.steps.iter().enumerate() {
-        for f in &step.fields {
-            if f.kind == FieldKind::Attachment
-                && f.required
-                && form::visible(f, answers)
-                && !documents
-                    .iter()
-                    .any(|d| d.slot == f.id && d.status == "accettato")
-            {
-                missing.push((
-                    i + 1,
-                    FieldError {
-                        name: f.id.clone(),
-                        label: f.label.clone(),
-                        message: "carica almeno un documento (PDF, JPEG o PNG)".into(),
-                    },
-                ));
-            }
-        }
+    let required: Vec<(usize, &Field)> = service
+        .form
+        .steps
+        .iter()
+        .enumerate()
+        .flat_map(|(i, step)| step.fields.iter().map(move |f| (i + 1, f)))
+        .filter(|(_, f)| f.kind == FieldKind::Attachment && f.required && form::visible(f, answers))
+        .collect();
+    if required.is_empty() {
+        return Ok(Vec::new());
     }
+    let documents = crate::documents::for_application(&state.db, app_id).await?;
+    let missing = required
+        .into_iter()
+        .filter(|(_, f)| {
+            !documents
+                .iter()
+                .any(|d| d.slot == f.id && d.status == "accettato")
+        })
+        .map(|(step, f)| {
+            (
+                step,
+                FieldError {
+                    name: f.id.clone(),
+                    label: f.label.clone(),
+                    message: "carica almeno un documento (PDF, JPEG o PNG)".into(),
+                },
+            )
+        })
+        .collect();
     Ok(missing)
 }
 
@@ -839,23 +847,16 @@ async fn submit(
         };
         return summary_page(&state, &req, service, &app, !all_ticked, &ticked, status).await;
     }
-    let ente_name: Option<(String,)> = sqlx::query_as("SELECT name FROM enti WHERE code = $1")
-        .bind(&app.ente_code)
-        .fetch_optional(&state.db.pool)
-        .await?;
     let submission = Submission {
-        ente_code: &app.ente_code,
-        service_code: &app.service_code,
-        applicant_cf: person.cf.as_str(),
-        applicant_name: &person.display_name(),
-        ente_name: &ente_name
-            .map(|(n,)| n)
-            .unwrap_or_else(|| app.ente_code.clone()),
-        service_title: &service.title,
+        ente_code: app.ente_code.clone(),
+        service_code: app.service_code.clone(),
+        applicant_cf: person.cf.to_string(),
+        applicant_name: person.display_name(),
+        service_title: service.title.clone(),
         form_version: service.form.version,
         term_days: service.term_days,
-        answers: &answers,
         summary: form::summary(&service.form, &answers),
+        answers,
         declarations: service
             .form
             .declarations
@@ -874,7 +875,12 @@ async fn submit(
             role: m.kind.agent_label().to_string(),
         }),
     };
-    match store::submit(&state.db, now, &app.id, &submission).await? {
+    let sending = store::Sending {
+        now_ms: now,
+        id: app.id.clone(),
+        submission,
+    };
+    match state.desk.submit(sending).await? {
         Some(sent) => {
             if let store::Submitted::New(_) = sent {
                 tracing::info!(service = %service.code, "application submitted");

@@ -263,23 +263,31 @@ fn verification_code() -> String {
 }
 
 /// What the submission needs besides the draft.
-pub struct Submission<'a> {
+#[derive(Clone)]
+pub struct Submission {
     /// The draft's ente and service, as read with it.
-    pub ente_code: &'a str,
-    pub service_code: &'a str,
-    pub applicant_cf: &'a str,
-    pub applicant_name: &'a str,
-    pub ente_name: &'a str,
-    pub service_title: &'a str,
+    pub ente_code: String,
+    pub service_code: String,
+    pub applicant_cf: String,
+    pub applicant_name: String,
+    pub service_title: String,
     pub form_version: u32,
     pub term_days: u32,
-    pub answers: &'a Answers,
+    pub answers: Answers,
     pub summary: Vec<super::form::SummarySection>,
     pub declarations: Vec<String>,
     /// The label of each attachment slot, by slot id, for the receipt.
     pub slot_labels: Vec<(String, String)>,
     /// Who sends it for the applicant, if not the applicant.
     pub delegate: Option<SnapshotDelegate>,
+}
+
+/// A draft to send, at `now_ms`.
+#[derive(Clone)]
+pub struct Sending {
+    pub now_ms: i64,
+    pub id: String,
+    pub submission: Submission,
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -290,130 +298,294 @@ pub enum Submitted {
     Already,
 }
 
-/// Sends a draft, in one transaction: the numero di pratica (gapless per ente and year), the status
-/// `inviata` and its history row, the frozen snapshot, and the outbox event for the CSI.
+/// Sends one draft: [`submit_all`] with one.
 pub async fn submit(
     db: &Db,
     now_ms: i64,
     id: &str,
-    s: &Submission<'_>,
+    s: &Submission,
 ) -> Result<Option<Submitted>, sqlx::Error> {
-    let today = rome_date(now_ms);
-    let year = today.year();
-    let due = today + Duration::days(i64::from(s.term_days));
+    let sending = Sending {
+        now_ms,
+        id: id.to_string(),
+        submission: s.clone(),
+    };
+    let mut sent = submit_all(db, std::slice::from_ref(&sending)).await?;
+    Ok(sent.pop().flatten())
+}
+
+/// Sends drafts in one transaction: for each, the numero di pratica (gapless per ente and year),
+/// the status `inviata` and its history row, the frozen snapshot, the outbox events for the CSI
+/// and the receipt's alert. Answers in the order of `all`: `New` with the numero, `Already` for a
+/// draft sent before (a replay, or the same draft twice in `all`), `None` for a draft that is not
+/// the applicant's or no longer exists. Sending many at once is how a click day is absorbed: one
+/// transaction, one counter update per ente and a statement per table, whatever their number.
+pub async fn submit_all(db: &Db, all: &[Sending]) -> Result<Vec<Option<Submitted>>, sqlx::Error> {
+    if all.is_empty() {
+        return Ok(Vec::new());
+    }
     let mut tx = db.pool.begin().await?;
-    // The number first (on SQLite this write takes the lock at once), then the draft claimed with
-    // it: a second request for the same draft finds nothing to claim and rolls back, number
-    // included, so numbers stay gapless and the replay creates nothing.
-    let (seq,): (i64,) = sqlx::query_as(
-        "INSERT INTO application_counters (ente_code, year, last) VALUES ($1, $2, 1) \
-         ON CONFLICT (ente_code, year) DO UPDATE SET last = application_counters.last + 1 RETURNING last",
-    )
-    .bind(s.ente_code)
-    .bind(i64::from(year))
-    .fetch_one(&mut *tx)
-    .await?;
-    let numero = format!("{year}/{seq:06}");
-    let code = verification_code();
-    // The documents accepted for the draft: the receipt lists them, the CSI hears of them.
-    let documents = crate::documents::accepted(&mut tx, id, None).await?;
-    let attachments = documents
-        .iter()
-        .map(|d| SnapshotAttachment {
-            slot: d.slot.clone(),
-            slot_label: s
-                .slot_labels
+    // The drafts claimed first (on SQLite this write takes the lock at once): a draft already sent
+    // is not claimed, and takes no number, so numbers stay gapless and a replay creates nothing.
+    let sql = format!(
+        "UPDATE applications SET status = 'inviata' WHERE status = 'bozza' AND ({}) RETURNING id",
+        (0..all.len())
+            .map(|i| {
+                let p = 4 * i;
+                format!(
+                    "(id = ${} AND applicant_cf = ${} AND ente_code = ${} AND service_code = ${})",
+                    p + 1,
+                    p + 2,
+                    p + 3,
+                    p + 4
+                )
+            })
+            .collect::<Vec<_>>()
+            .join(" OR ")
+    );
+    let mut claim = sqlx::query_scalar::<_, String>(&sql);
+    for x in all {
+        claim = claim
+            .bind(&x.id)
+            .bind(&x.submission.applicant_cf)
+            .bind(&x.submission.ente_code)
+            .bind(&x.submission.service_code);
+    }
+    let mut claimed: std::collections::HashSet<String> =
+        claim.fetch_all(&mut *tx).await?.into_iter().collect();
+    // In the order they came; a draft named twice is sent by the first.
+    let new: Vec<&Sending> = all.iter().filter(|x| claimed.remove(&x.id)).collect();
+    if new.is_empty() {
+        tx.rollback().await?;
+        return already_sent(db, all, &[]).await;
+    }
+
+    // The numbers: one counter update per ente and year, in a fixed order (no deadlock between
+    // processes), the next `k` numbers taken at once.
+    let year_of = |x: &Sending| rome_date(x.now_ms).year();
+    let mut counters: std::collections::BTreeMap<(&str, i32), (i64, i64)> = Default::default();
+    for x in &new {
+        counters
+            .entry((x.submission.ente_code.as_str(), year_of(x)))
+            .or_default()
+            .0 += 1;
+    }
+    for ((ente, year), (count, first)) in counters.iter_mut() {
+        let (last,): (i64,) = sqlx::query_as(
+            "INSERT INTO application_counters (ente_code, year, last) VALUES ($1, $2, $3) \
+             ON CONFLICT (ente_code, year) DO UPDATE SET last = application_counters.last + excluded.last \
+             RETURNING last",
+        )
+        .bind(*ente)
+        .bind(i64::from(*year))
+        .bind(*count)
+        .fetch_one(&mut *tx)
+        .await?;
+        *first = last - *count + 1;
+    }
+
+    let ente_codes: Vec<&str> = counters.keys().map(|(e, _)| *e).collect();
+    let sql = format!(
+        "SELECT code, name FROM enti WHERE code IN ({})",
+        crate::db::placeholders(1, ente_codes.len())
+    );
+    let mut query = sqlx::query_as::<_, (String, String)>(&sql);
+    for code in &ente_codes {
+        query = query.bind(*code);
+    }
+    let names: std::collections::HashMap<String, String> =
+        query.fetch_all(&mut *tx).await?.into_iter().collect();
+    // The documents accepted for the drafts: the receipt lists them, the CSI hears of them.
+    let ids: Vec<&str> = new.iter().map(|x| x.id.as_str()).collect();
+    let documents = crate::documents::accepted(&mut tx, &ids, None).await?;
+
+    struct Row {
+        year: i32,
+        seq: i64,
+        numero: String,
+        snapshot: String,
+        code: String,
+        due: String,
+        event: serde_json::Value,
+    }
+    let mut rows = Vec::with_capacity(new.len());
+    for x in &new {
+        let s = &x.submission;
+        let today = rome_date(x.now_ms);
+        let year = today.year();
+        let counter = counters
+            .get_mut(&(s.ente_code.as_str(), year))
+            .ok_or_else(|| sqlx::Error::Protocol("no counter for a claimed draft".into()))?;
+        let seq = counter.1;
+        counter.1 += 1;
+        let numero = format!("{year}/{seq:06}");
+        let due = (today + Duration::days(i64::from(s.term_days))).to_string();
+        let attachments = documents
+            .iter()
+            .filter(|d| d.application_id == x.id)
+            .map(|d| SnapshotAttachment {
+                slot: d.slot.clone(),
+                slot_label: s
+                    .slot_labels
+                    .iter()
+                    .find(|(slot, _)| *slot == d.slot)
+                    .map(|(_, label)| label.clone())
+                    .unwrap_or_default(),
+                name: d.label.clone(),
+                size: u64::try_from(d.size).unwrap_or(0),
+                sha256: d.sha256.clone(),
+            })
+            .collect();
+        let snapshot = Snapshot {
+            numero: numero.clone(),
+            ente_code: s.ente_code.clone(),
+            ente_name: names
+                .get(&s.ente_code)
+                .cloned()
+                .unwrap_or_else(|| s.ente_code.clone()),
+            service_code: s.service_code.clone(),
+            service_title: s.service_title.clone(),
+            form_version: s.form_version,
+            submitted_at: x.now_ms,
+            applicant_cf: s.applicant_cf.clone(),
+            applicant_name: s.applicant_name.clone(),
+            answers: s.answers.clone(),
+            summary: s.summary.clone(),
+            declarations: s.declarations.clone(),
+            attachments,
+            due_date: due.clone(),
+            delegate: s.delegate.clone(),
+        };
+        let mut event = serde_json::json!({
+            "pratica": x.id,
+            "numero": numero,
+            "ente": s.ente_code,
+            "service": s.service_code,
+            "form_version": s.form_version,
+            "submitted_at": x.now_ms,
+            "applicant_cf": s.applicant_cf,
+            "answers": s.answers,
+            "due_date": due,
+        });
+        if let Some(d) = &s.delegate {
+            event["presentata_da"] = serde_json::json!({ "cf": d.cf, "ruolo": d.role });
+        }
+        rows.push(Row {
+            year,
+            seq,
+            snapshot: serde_json::to_string(&snapshot)
+                .map_err(|e| sqlx::Error::Encode(Box::new(e)))?,
+            numero,
+            code: verification_code(),
+            due,
+            event,
+        });
+    }
+
+    let sql = format!(
+        "WITH sent (id, at, year, seq, numero, snapshot, answers, code, due, version, delegate) AS (VALUES {}) \
+         UPDATE applications SET submitted_at = sent.at, updated_at = sent.at, numero_year = sent.year, \
+         numero_seq = sent.seq, numero = sent.numero, snapshot = sent.snapshot, answers = sent.answers, \
+         verification_code = sent.code, due_date = sent.due, form_version = sent.version, delegate_cf = sent.delegate \
+         FROM sent WHERE applications.id = sent.id",
+        crate::db::value_rows(new.len(), 11)
+    );
+    let mut update = sqlx::query(&sql);
+    for (x, r) in new.iter().zip(&rows) {
+        update = update
+            .bind(&x.id)
+            .bind(x.now_ms)
+            .bind(i64::from(r.year))
+            .bind(r.seq)
+            .bind(&r.numero)
+            .bind(&r.snapshot)
+            .bind(json(&x.submission.answers))
+            .bind(&r.code)
+            .bind(&r.due)
+            .bind(i64::from(x.submission.form_version))
+            .bind(x.submission.delegate.as_ref().map(|d| d.cf.clone()));
+    }
+    update.execute(&mut *tx).await?;
+
+    let sql = format!(
+        "INSERT INTO application_history (application_id, from_status, to_status, at, actor_kind, actor_cf) VALUES {}",
+        (0..new.len())
+            .map(|i| format!("(${}, 'bozza', 'inviata', ${}, 'cittadino', ${})", 3 * i + 1, 3 * i + 2, 3 * i + 3))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    let mut history = sqlx::query(&sql);
+    for x in &new {
+        let s = &x.submission;
+        history = history
+            .bind(&x.id)
+            .bind(x.now_ms)
+            .bind(s.delegate.as_ref().map_or(&s.applicant_cf, |d| &d.cf));
+    }
+    history.execute(&mut *tx).await?;
+
+    let mut events = Vec::with_capacity(new.len() + documents.len());
+    for (x, r) in new.iter().zip(&rows) {
+        events.push(crate::csi::Event {
+            at_ms: x.now_ms,
+            aggregate_type: "pratica",
+            event_type: "pratica.inviata",
+            aggregate_id: &x.id,
+            payload: r.event.clone(),
+        });
+        events.extend(
+            documents
                 .iter()
-                .find(|(slot, _)| *slot == d.slot)
-                .map(|(_, label)| label.clone())
-                .unwrap_or_default(),
-            name: d.label.clone(),
-            size: u64::try_from(d.size).unwrap_or(0),
-            sha256: d.sha256.clone(),
+                .filter(|d| d.application_id == x.id)
+                .map(|d| crate::documents::csi_event(x.now_ms, &x.submission.ente_code, d)),
+        );
+    }
+    crate::csi::outbox_all(&mut tx, &events).await?;
+    let receipts: Vec<(i64, crate::alerts::Alert)> = new
+        .iter()
+        .map(|x| {
+            let alert = crate::alerts::Alert::new(
+                crate::alerts::Kind::Ricevuta,
+                &x.submission.applicant_cf,
+                &x.id,
+                format!("ricevuta:{}", x.id),
+            );
+            (x.now_ms, alert)
         })
         .collect();
-    let snapshot = Snapshot {
-        numero: numero.clone(),
-        ente_code: s.ente_code.to_string(),
-        ente_name: s.ente_name.to_string(),
-        service_code: s.service_code.to_string(),
-        service_title: s.service_title.to_string(),
-        form_version: s.form_version,
-        submitted_at: now_ms,
-        applicant_cf: s.applicant_cf.to_string(),
-        applicant_name: s.applicant_name.to_string(),
-        answers: s.answers.clone(),
-        summary: s.summary.clone(),
-        declarations: s.declarations.clone(),
-        attachments,
-        due_date: due.to_string(),
-        delegate: s.delegate.clone(),
-    };
-    let snapshot_json =
-        serde_json::to_string(&snapshot).map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
-    let claimed = sqlx::query(
-        "UPDATE applications SET status = 'inviata', submitted_at = $1, updated_at = $1, \
-         numero_year = $2, numero_seq = $3, numero = $4, snapshot = $5, answers = $6, \
-         verification_code = $7, due_date = $8, form_version = $9, delegate_cf = $14 \
-         WHERE id = $10 AND applicant_cf = $11 AND ente_code = $12 AND service_code = $13 AND status = 'bozza'",
-    )
-    .bind(now_ms)
-    .bind(i64::from(year))
-    .bind(seq)
-    .bind(&numero)
-    .bind(&snapshot_json)
-    .bind(json(s.answers))
-    .bind(&code)
-    .bind(due.to_string())
-    .bind(i64::from(s.form_version))
-    .bind(id)
-    .bind(s.applicant_cf)
-    .bind(s.ente_code)
-    .bind(s.service_code)
-    .bind(s.delegate.as_ref().map(|d| d.cf.as_str()))
-    .execute(&mut *tx)
-    .await?;
-    if claimed.rows_affected() != 1 {
-        tx.rollback().await?;
-        let existing = get(db, id).await?;
-        return Ok(existing
-            .filter(|a| a.applicant_cf == s.applicant_cf && a.numero.is_some())
-            .map(|_| Submitted::Already));
-    }
-    sqlx::query(
-        "INSERT INTO application_history (application_id, from_status, to_status, at, actor_kind, actor_cf) \
-         VALUES ($1, 'bozza', 'inviata', $2, 'cittadino', $3)",
-    )
-    .bind(id)
-    .bind(now_ms)
-    .bind(s.delegate.as_ref().map_or(s.applicant_cf, |d| d.cf.as_str()))
-    .execute(&mut *tx)
-    .await?;
-    let mut event = serde_json::json!({
-        "pratica": id,
-        "numero": numero,
-        "ente": s.ente_code,
-        "service": s.service_code,
-        "form_version": s.form_version,
-        "submitted_at": now_ms,
-        "applicant_cf": s.applicant_cf,
-        "answers": s.answers,
-        "due_date": due.to_string(),
-    });
-    if let Some(d) = &s.delegate {
-        event["presentata_da"] = serde_json::json!({ "cf": d.cf, "ruolo": d.role });
-    }
-    crate::csi::outbox(&mut tx, now_ms, "pratica", "pratica.inviata", id, &event).await?;
-    crate::documents::tell_csi(&mut tx, now_ms, id, s.ente_code, &documents).await?;
-    let receipt = crate::alerts::Alert::new(
-        crate::alerts::Kind::Ricevuta,
-        s.applicant_cf,
-        id,
-        format!("ricevuta:{id}"),
-    );
-    crate::alerts::schedule(&mut tx, now_ms, now_ms, &receipt).await?;
+    let now_ms = new.iter().map(|x| x.now_ms).max().unwrap_or_default();
+    crate::alerts::schedule_all(&mut tx, now_ms, &receipts).await?;
     tx.commit().await?;
-    Ok(Some(Submitted::New(numero)))
+
+    let numeri: Vec<(&str, String)> = new
+        .iter()
+        .zip(rows)
+        .map(|(x, r)| (x.id.as_str(), r.numero))
+        .collect();
+    already_sent(db, all, &numeri).await
+}
+
+/// The answers of [`submit_all`] once `numeri` (draft, numero) were sent: each of those `New`
+/// with its numero, the first time it is named; the others `Already` when the applicant's draft
+/// carries a numero, `None` otherwise.
+async fn already_sent(
+    db: &Db,
+    all: &[Sending],
+    numeri: &[(&str, String)],
+) -> Result<Vec<Option<Submitted>>, sqlx::Error> {
+    let mut answered = std::collections::HashSet::new();
+    let mut out = Vec::with_capacity(all.len());
+    for x in all {
+        let new = numeri.iter().find(|(id, _)| *id == x.id);
+        out.push(match new {
+            Some((id, numero)) if answered.insert(*id) => Some(Submitted::New(numero.clone())),
+            _ => get(db, &x.id)
+                .await?
+                .filter(|a| a.applicant_cf == x.submission.applicant_cf && a.numero.is_some())
+                .map(|_| Submitted::Already),
+        });
+    }
+    Ok(out)
 }
 
 /// One row of a pratica's history, as the citizen sees it.

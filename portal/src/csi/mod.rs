@@ -25,6 +25,36 @@ pub async fn outbox(
     aggregate_id: &str,
     payload: &serde_json::Value,
 ) -> Result<(), sqlx::Error> {
+    outbox_all(
+        tx,
+        &[Event {
+            at_ms: now_ms,
+            aggregate_type,
+            event_type,
+            aggregate_id,
+            payload: payload.clone(),
+        }],
+    )
+    .await
+}
+
+/// An event for the CSI, as [`outbox_all`] writes it.
+pub struct Event<'a> {
+    pub at_ms: i64,
+    pub aggregate_type: &'a str,
+    pub event_type: &'a str,
+    pub aggregate_id: &'a str,
+    pub payload: serde_json::Value,
+}
+
+/// Writes `events` inside `tx`, in their order, with one statement.
+pub async fn outbox_all(
+    tx: &mut Transaction<'_, Any>,
+    events: &[Event<'_>],
+) -> Result<(), sqlx::Error> {
+    if events.is_empty() {
+        return Ok(());
+    }
     if (**tx).backend_name() == "PostgreSQL" {
         // Ids are taken before commit: the HTTP feed, which reads by id, waits for the
         // transactions writing events (held shared here until commit) before it reads.
@@ -33,19 +63,24 @@ pub async fn outbox(
             .execute(&mut **tx)
             .await?;
     }
-    sqlx::query(
+    let sql = format!(
         "INSERT INTO outbox (event_id, event_type, aggregate_type, aggregate_id, payload, available_at, created_at, ente_code) \
-         VALUES ($1, $2, $3, $4, $5, $6, $6, $7)",
-    )
-    .bind(uuid::Uuid::new_v4().to_string())
-    .bind(event_type)
-    .bind(aggregate_type)
-    .bind(aggregate_id)
-    .bind(payload.to_string())
-    .bind(now_ms)
-    .bind(payload["ente"].as_str())
-    .execute(&mut **tx)
-    .await?;
+         VALUES {}",
+        crate::db::value_rows(events.len(), 8)
+    );
+    let mut query = sqlx::query(&sql);
+    for e in events {
+        query = query
+            .bind(uuid::Uuid::new_v4().to_string())
+            .bind(e.event_type)
+            .bind(e.aggregate_type)
+            .bind(e.aggregate_id)
+            .bind(e.payload.to_string())
+            .bind(e.at_ms)
+            .bind(e.at_ms)
+            .bind(e.payload["ente"].as_str().map(str::to_string));
+    }
+    query.execute(&mut **tx).await?;
     Ok(())
 }
 

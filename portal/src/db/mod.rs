@@ -88,6 +88,23 @@ impl Db {
     }
 }
 
+/// `$from, $from+1, …`: `n` numbered parameters, as both backends write them.
+pub fn placeholders(from: usize, n: usize) -> String {
+    (from..from + n)
+        .map(|i| format!("${i}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// `($1, …, $cols), ($cols+1, …), …`: the parameters of `rows` rows of `cols` values, for a
+/// multi-row `VALUES`.
+pub fn value_rows(rows: usize, cols: usize) -> String {
+    (0..rows)
+        .map(|r| format!("({})", placeholders(1 + r * cols, cols)))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 fn sqlite_file(url: &str) -> Option<&Path> {
     let rest = url
         .strip_prefix("sqlite://")
@@ -143,5 +160,15 @@ impl MigrationSource<'static> for Embedded {
         self,
     ) -> futures_core::future::BoxFuture<'static, Result<Vec<Migration>, BoxDynError>> {
         Box::pin(async move { embedded_migrations(self.0).map_err(|e| Box::new(e) as BoxDynError) })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn parameters_are_numbered_row_after_row() {
+        assert_eq!(super::placeholders(3, 2), "$3, $4");
+        assert_eq!(super::value_rows(2, 3), "($1, $2, $3), ($4, $5, $6)");
+        assert_eq!(super::value_rows(0, 3), "");
     }
 }

@@ -204,6 +204,7 @@ pub async fn for_application(db: &Db, application_id: &str) -> Result<Vec<Docume
 
 /// An accepted document of a pratica, as the receipt and the CSI see it.
 pub struct Accepted {
+    pub application_id: String,
     pub id: String,
     pub slot: String,
     pub label: String,
@@ -213,24 +214,32 @@ pub struct Accepted {
     pub sha256: String,
 }
 
-/// The accepted documents of a pratica (`only`: just that one), oldest first, read inside `tx`.
+/// The accepted documents of the pratiche `application_ids` (`only`: just that document), oldest
+/// first, read inside `tx`.
 pub async fn accepted(
     tx: &mut sqlx::Transaction<'_, sqlx::Any>,
-    application_id: &str,
+    application_ids: &[&str],
     only: Option<&str>,
 ) -> Result<Vec<Accepted>, sqlx::Error> {
     use sqlx::Row;
-    let rows = sqlx::query(
-        "SELECT id, slot, label, kind, pages, size, sha256 FROM documents WHERE application_id = $1 \
-         AND status = 'accettato' AND removed_at IS NULL AND (CAST($2 AS TEXT) IS NULL OR id = CAST($2 AS TEXT)) ORDER BY created_at, id",
-    )
-    .bind(application_id)
-    .bind(only)
-    .fetch_all(&mut **tx)
-    .await?;
+    if application_ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let sql = format!(
+        "SELECT application_id, id, slot, label, kind, pages, size, sha256 FROM documents \
+         WHERE application_id IN ({}) AND status = 'accettato' AND removed_at IS NULL \
+         AND (CAST($1 AS TEXT) IS NULL OR id = CAST($1 AS TEXT)) ORDER BY created_at, id",
+        crate::db::placeholders(2, application_ids.len())
+    );
+    let mut query = sqlx::query(&sql).bind(only);
+    for id in application_ids {
+        query = query.bind(*id);
+    }
+    let rows = query.fetch_all(&mut **tx).await?;
     rows.iter()
         .map(|r| {
             Ok(Accepted {
+                application_id: r.try_get("application_id")?,
                 id: r.try_get("id")?,
                 slot: r.try_get("slot")?,
                 label: r.try_get("label")?,
@@ -243,19 +252,17 @@ pub async fn accepted(
         .collect()
 }
 
-/// Tells the CSI of `documents`, one `documento.ricevuto` event each: the document travels by
-/// reference, `GET /csi/documenti/<id>` with the CSI's own (short-lived) token, never inside the
-/// event.
-pub async fn tell_csi(
-    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
-    now_ms: i64,
-    application_id: &str,
-    ente: &str,
-    documents: &[Accepted],
-) -> Result<(), sqlx::Error> {
-    for d in documents {
-        let payload = serde_json::json!({
-            "pratica": application_id,
+/// The `documento.ricevuto` event of an accepted document for the CSI of `ente`: the document
+/// travels by reference, `GET /csi/documenti/<id>` with the CSI's own (short-lived) token, never
+/// inside the event.
+pub fn csi_event<'a>(now_ms: i64, ente: &str, d: &'a Accepted) -> crate::csi::Event<'a> {
+    crate::csi::Event {
+        at_ms: now_ms,
+        aggregate_type: "pratica",
+        event_type: "documento.ricevuto",
+        aggregate_id: &d.application_id,
+        payload: serde_json::json!({
+            "pratica": d.application_id,
             "ente": ente,
             "documento": d.id,
             "allegato": d.slot,
@@ -266,18 +273,8 @@ pub async fn tell_csi(
             "sha256": d.sha256,
             "href": format!("/csi/documenti/{}", d.id),
             "at": now_ms,
-        });
-        crate::csi::outbox(
-            tx,
-            now_ms,
-            "pratica",
-            "documento.ricevuto",
-            application_id,
-            &payload,
-        )
-        .await?;
+        }),
     }
-    Ok(())
 }
 
 /// The name given to the file, as a label only: the last path component, without control
@@ -671,8 +668,12 @@ async fn upload(
                 // An answer to a request for documents: the CSI hears of it now (a draft's
                 // documents go with its submission).
                 let mut tx = state.db.pool.begin().await?;
-                let this = accepted(&mut tx, &app.id, Some(&doc_id)).await?;
-                tell_csi(&mut tx, now, &app.id, &app.ente_code, &this).await?;
+                let this = accepted(&mut tx, &[&app.id], Some(&doc_id)).await?;
+                let events: Vec<_> = this
+                    .iter()
+                    .map(|d| csi_event(now, &app.ente_code, d))
+                    .collect();
+                crate::csi::outbox_all(&mut tx, &events).await?;
                 tx.commit().await?;
             }
             ("accettato", None)

@@ -88,19 +88,38 @@ pub async fn enqueue<'e, E>(executor: E, now_ms: i64, job: &NewJob) -> Result<bo
 where
     E: Executor<'e, Database = Any>,
 {
-    let done = sqlx::query(
+    Ok(enqueue_all(executor, now_ms, std::slice::from_ref(job)).await? == 1)
+}
+
+/// Schedules `jobs` with one statement; returns how many were new (the others' keys existed).
+pub async fn enqueue_all<'e, E>(
+    executor: E,
+    now_ms: i64,
+    jobs: &[NewJob],
+) -> Result<u64, sqlx::Error>
+where
+    E: Executor<'e, Database = Any>,
+{
+    if jobs.is_empty() {
+        return Ok(0);
+    }
+    let sql = format!(
         "INSERT INTO jobs (kind, payload, idempotency_key, run_at, max_attempts, created_at, updated_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $6) ON CONFLICT (idempotency_key) DO NOTHING",
-    )
-    .bind(&job.kind)
-    .bind(job.payload.to_string())
-    .bind(job.idempotency_key.as_deref())
-    .bind(job.run_at_ms)
-    .bind(job.max_attempts)
-    .bind(now_ms)
-    .execute(executor)
-    .await?;
-    Ok(done.rows_affected() == 1)
+         VALUES {} ON CONFLICT (idempotency_key) DO NOTHING",
+        crate::db::value_rows(jobs.len(), 7)
+    );
+    let mut query = sqlx::query(&sql);
+    for job in jobs {
+        query = query
+            .bind(&job.kind)
+            .bind(job.payload.to_string())
+            .bind(job.idempotency_key.as_deref())
+            .bind(job.run_at_ms)
+            .bind(job.max_attempts)
+            .bind(now_ms)
+            .bind(now_ms);
+    }
+    Ok(query.execute(executor).await?.rows_affected())
 }
 
 /// Claims the next due job (or one whose lease ran out) for `runner`.

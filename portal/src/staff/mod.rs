@@ -89,13 +89,6 @@ async fn checked(
     ))
 }
 
-fn placeholders(from: usize, n: usize) -> String {
-    (from..from + n)
-        .map(|i| format!("${i}"))
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
 async fn page(
     state: &AppState,
     req: &HttpRequest,
@@ -107,7 +100,7 @@ async fn page(
     let sql = format!(
         "SELECT s.cf, p.given_name, p.family_name, s.ente_code, s.role FROM staff_roles s \
          LEFT JOIN people p ON p.cf = s.cf WHERE s.ente_code IN ({}) ORDER BY s.ente_code, s.cf, s.role",
-        placeholders(1, enti.len())
+        crate::db::placeholders(1, enti.len())
     );
     let mut query =
         sqlx::query_as::<_, (String, Option<String>, Option<String>, String, String)>(&sql);
@@ -127,7 +120,7 @@ async fn page(
         .collect();
     let sql = format!(
         "SELECT code, name FROM enti WHERE code IN ({}) ORDER BY name",
-        placeholders(1, enti.len())
+        crate::db::placeholders(1, enti.len())
     );
     let mut query = sqlx::query_as::<_, (String, String)>(&sql);
     for e in enti {

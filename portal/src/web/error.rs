@@ -45,6 +45,15 @@ impl From<sqlx::Error> for AppError {
     }
 }
 
+impl From<crate::applications::desk::DeskError> for AppError {
+    fn from(e: crate::applications::desk::DeskError) -> Self {
+        match e {
+            crate::applications::desk::DeskError::Db(e) => e.into(),
+            stopped => AppError::Internal(stopped.to_string()),
+        }
+    }
+}
+
 impl From<tera::Error> for AppError {
     fn from(e: tera::Error) -> Self {
         AppError::Internal(format!("template: {}", crate::telemetry::error_chain(&e)))
