@@ -17,7 +17,7 @@ use super::store::{self, Sending, Submitted};
 use crate::db::Db;
 
 /// The most drafts sent in one transaction.
-pub const BATCH: usize = 256;
+pub const BATCH: usize = 64;
 
 type Answer = Result<Option<Submitted>, sqlx::Error>;
 
