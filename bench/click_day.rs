@@ -26,6 +26,16 @@ use common::percentile;
 use portal::applications::store;
 use portal::clock::{Clock, SystemClock};
 
+/// Receipt e-mails (alerts with the PDF) not yet sent by the job workers.
+async fn receipts_waiting(db: &portal::db::Db) -> i64 {
+    sqlx::query_scalar(
+        "SELECT COUNT(*) FROM jobs WHERE idempotency_key LIKE 'alert:ricevuta:%' AND status <> 'done'",
+    )
+    .fetch_one(&db.pool)
+    .await
+    .unwrap()
+}
+
 struct Citizen {
     token: String,
     csrf: String,
@@ -200,17 +210,26 @@ async fn main() {
             .await
             .unwrap();
     // The receipts' alerts (PDF by e-mail) are sent by the job workers meanwhile: how far behind.
-    let alerts_waiting: i64 = sqlx::query_scalar(
-        "SELECT COUNT(*) FROM jobs WHERE idempotency_key LIKE 'alert:ricevuta:%' AND status <> 'done'",
-    )
-    .fetch_one(&db.pool)
-    .await
-    .unwrap();
+    let alerts_waiting = receipts_waiting(&db).await;
     println!(
         "check: {} receipts, {stored} stored, {events} events, {lost} lost, numbers distinct and gapless per ente: {gapless}; replay answered {} times with the same receipt; {alerts_waiting} receipt e-mails still to send",
         receipts.len(),
         replayed.len()
     );
+    // `--drain`: wait for the job workers to send every receipt e-mail, and say how fast they did.
+    if std::env::args().any(|a| a == "--drain") {
+        let started = Instant::now();
+        let mut left = alerts_waiting;
+        while left > 0 {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            left = receipts_waiting(&db).await;
+        }
+        let took = started.elapsed().as_secs_f64();
+        println!(
+            "drain: the last {alerts_waiting} receipt e-mails sent in {took:.1} s = {:.0} per second",
+            alerts_waiting as f64 / took
+        );
+    }
     let sound = lost == 0
         && stored == receipts.len() as i64
         && events == stored
