@@ -1278,6 +1278,64 @@ async fn drafts_sent_together_are_numbered_in_order_and_each_once() {
 }
 
 #[tokio::test]
+async fn a_draft_that_fails_does_not_refuse_the_others_sent_with_it() {
+    let app = spawn_app().await;
+    let cf = "RSSMRA80A01H501U";
+    let answers = portal::applications::form::Answers::new();
+    let (good, bad, also_good) = (
+        ready_draft(&app, cf).await,
+        ready_draft(&app, cf).await,
+        ready_draft(&app, cf).await,
+    );
+    // The database refuses the history row of one draft (as it might refuse anything: a full
+    // disk, a constraint), which fails the transaction of the whole batch.
+    let refuse = match crate::support::backend() {
+        portal::db::Backend::Sqlite => vec![format!(
+            "CREATE TRIGGER refuse_one BEFORE INSERT ON application_history \
+             WHEN NEW.application_id = '{bad}' BEGIN SELECT RAISE(ABORT, 'refused'); END"
+        )],
+        portal::db::Backend::Postgres => vec![
+            format!(
+                "CREATE FUNCTION refuse_one() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN \
+                 IF NEW.application_id = '{bad}' THEN RAISE EXCEPTION 'refused'; END IF; \
+                 RETURN NEW; END $$"
+            ),
+            "CREATE TRIGGER refuse_one BEFORE INSERT ON application_history \
+             FOR EACH ROW EXECUTE FUNCTION refuse_one()"
+                .to_string(),
+        ],
+    };
+    for sql in refuse {
+        sqlx::query(&sql).execute(&app.db().pool).await.unwrap();
+    }
+    let batch: Vec<store::Sending> = [&good, &bad, &also_good]
+        .into_iter()
+        .map(|id| store::Sending {
+            now_ms: NOV_23_2026,
+            id: id.clone(),
+            submission: submission(cf, "valleverde", &answers),
+        })
+        .collect();
+    assert!(store::submit_all(app.db(), &batch).await.is_err());
+    let answers = portal::applications::desk::send_together(app.db(), &batch).await;
+    assert!(matches!(&answers[0], Ok(Some(store::Submitted::New(n))) if n == "2026/000001"));
+    assert!(answers[1].is_err());
+    assert!(matches!(&answers[2], Ok(Some(store::Submitted::New(n))) if n == "2026/000002"));
+    // The failed one is still a draft, and no number was skipped.
+    let status: String = sqlx::query_scalar("SELECT status FROM applications WHERE id = $1")
+        .bind(&bad)
+        .fetch_one(&app.db().pool)
+        .await
+        .unwrap();
+    assert_eq!(status, "bozza");
+    assert_eq!(
+        numeri(&app, "valleverde").await,
+        vec!["2026/000001".to_string(), "2026/000002".to_string()]
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
 async fn illegal_transitions_are_refused_and_legal_ones_keep_who_when_and_why() {
     let app = spawn_app().await;
     app.clock.set_ms(NOV_23_2026);

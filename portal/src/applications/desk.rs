@@ -19,7 +19,7 @@ use crate::db::Db;
 /// The most drafts sent in one transaction.
 pub const BATCH: usize = 64;
 
-type Answer = Result<Option<Submitted>, sqlx::Error>;
+pub type Answer = Result<Option<Submitted>, sqlx::Error>;
 
 struct Request {
     sending: Sending,
@@ -65,26 +65,29 @@ async fn run(db: Db, mut waiting: mpsc::Receiver<Request>, batch_sizes: Histogra
         batch_sizes.observe(batch.len() as f64);
         let (sendings, answers): (Vec<Sending>, Vec<oneshot::Sender<Answer>>) =
             batch.drain(..).map(|r| (r.sending, r.answer)).unzip();
-        match store::submit_all(&db, &sendings).await {
-            Ok(sent) => {
-                for (answer, sent) in answers.into_iter().zip(sent) {
-                    let _ = answer.send(Ok(sent));
-                }
-            }
-            Err(e) if sendings.len() == 1 => {
-                if let Some(answer) = answers.into_iter().next() {
-                    let _ = answer.send(Err(e));
-                }
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, drafts = sendings.len(), "a batch of submissions failed: sent one by one");
-                for (answer, sending) in answers.into_iter().zip(&sendings) {
-                    let one = store::submit_all(&db, std::slice::from_ref(sending))
+        for (answer, sent) in answers.into_iter().zip(send_together(&db, &sendings).await) {
+            let _ = answer.send(sent);
+        }
+    }
+}
+
+/// Sends `sendings` in one transaction; if it fails, each again on its own, so that each gets its
+/// own answer (in their order) and a bad one does not refuse the others.
+pub async fn send_together(db: &Db, sendings: &[Sending]) -> Vec<Answer> {
+    match store::submit_all(db, sendings).await {
+        Ok(sent) => sent.into_iter().map(Ok).collect(),
+        Err(e) if sendings.len() == 1 => vec![Err(e)],
+        Err(e) => {
+            tracing::warn!(error = %e, drafts = sendings.len(), "a batch of submissions failed: sent one by one");
+            let mut answers = Vec::with_capacity(sendings.len());
+            for sending in sendings {
+                answers.push(
+                    store::submit_all(db, std::slice::from_ref(sending))
                         .await
-                        .map(|mut sent| sent.pop().flatten());
-                    let _ = answer.send(one);
-                }
+                        .map(|mut sent| sent.pop().flatten()),
+                );
             }
+            answers
         }
     }
 }
