@@ -1073,6 +1073,15 @@ async fn numeri(app: &TestApp, ente: &str) -> Vec<String> {
     .unwrap()
 }
 
+/// One text column of one application.
+async fn column(app: &TestApp, column: &str, id: &str) -> String {
+    sqlx::query_scalar(&format!("SELECT {column} FROM applications WHERE id = $1"))
+        .bind(id)
+        .fetch_one(&app.db().pool)
+        .await
+        .unwrap()
+}
+
 async fn count_all(app: &TestApp, sql: &str) -> i64 {
     sqlx::query_scalar(sql)
         .fetch_one(&app.db().pool)
@@ -1151,11 +1160,7 @@ async fn two_hundred_concurrent_submissions_get_two_hundred_numbers_without_gaps
     assert!((200.0..=400.0).contains(&sent), "{metrics}");
     // Each receipt carries its own numero.
     let first = receipt_text(&app, &ids[0]).await;
-    let numero: String = sqlx::query_scalar("SELECT numero FROM applications WHERE id = $1")
-        .bind(&ids[0])
-        .fetch_one(&app.db().pool)
-        .await
-        .unwrap();
+    let numero = column(&app, "numero", &ids[0]).await;
     assert!(first.contains(&numero), "{first}");
     app.stop().await;
 }
@@ -1212,11 +1217,7 @@ async fn drafts_sent_together_are_numbered_in_order_and_each_once() {
             None,
         ]
     );
-    let status: String = sqlx::query_scalar("SELECT status FROM applications WHERE id = $1")
-        .bind(&not_hers)
-        .fetch_one(&app.db().pool)
-        .await
-        .unwrap();
+    let status = column(&app, "status", &not_hers).await;
     assert_eq!(
         status, "bozza",
         "someone else's request leaves the draft alone"
@@ -1230,11 +1231,7 @@ async fn drafts_sent_together_are_numbered_in_order_and_each_once() {
         5
     );
     // The frozen snapshot names the ente, read in the batch.
-    let snapshot: String = sqlx::query_scalar("SELECT snapshot FROM applications WHERE id = $1")
-        .bind(&other_ente)
-        .fetch_one(&app.db().pool)
-        .await
-        .unwrap();
+    let snapshot = column(&app, "snapshot", &other_ente).await;
     assert!(snapshot.contains("Comune di Montebello"), "{snapshot}");
 
     // Desks of several processes at once (here: tasks, each with batches and replays) still give
@@ -1322,11 +1319,7 @@ async fn a_draft_that_fails_does_not_refuse_the_others_sent_with_it() {
     assert!(answers[1].is_err());
     assert!(matches!(&answers[2], Ok(Some(store::Submitted::New(n))) if n == "2026/000002"));
     // The failed one is still a draft, and no number was skipped.
-    let status: String = sqlx::query_scalar("SELECT status FROM applications WHERE id = $1")
-        .bind(&bad)
-        .fetch_one(&app.db().pool)
-        .await
-        .unwrap();
+    let status = column(&app, "status", &bad).await;
     assert_eq!(status, "bozza");
     assert_eq!(
         numeri(&app, "valleverde").await,

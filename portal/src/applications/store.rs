@@ -357,7 +357,7 @@ pub async fn submit_all(db: &Db, all: &[Sending]) -> Result<Vec<Option<Submitted
     let new: Vec<&Sending> = all.iter().filter(|x| claimed.remove(&x.id)).collect();
     if new.is_empty() {
         tx.rollback().await?;
-        return already_sent(db, all, &[]).await;
+        return outcomes(db, all, &[]).await;
     }
 
     // The numbers: one counter update per ente and year, in a fixed order (no deadlock between
@@ -406,9 +406,10 @@ pub async fn submit_all(db: &Db, all: &[Sending]) -> Result<Vec<Option<Submitted
         snapshot: String,
         code: String,
         due: String,
-        event: serde_json::Value,
     }
     let mut rows = Vec::with_capacity(new.len());
+    // The CSI's events, in order: each pratica's, then its documents'.
+    let mut events = Vec::with_capacity(new.len() + documents.len());
     for x in &new {
         let s = &x.submission;
         let today = rome_date(x.now_ms);
@@ -420,9 +421,12 @@ pub async fn submit_all(db: &Db, all: &[Sending]) -> Result<Vec<Option<Submitted
         counter.1 += 1;
         let numero = format!("{year}/{seq:06}");
         let due = (today + Duration::days(i64::from(s.term_days))).to_string();
-        let attachments = documents
+        let its_documents: Vec<_> = documents
             .iter()
             .filter(|d| d.application_id == x.id)
+            .collect();
+        let attachments = its_documents
+            .iter()
             .map(|d| SnapshotAttachment {
                 slot: d.slot.clone(),
                 slot_label: s
@@ -470,6 +474,18 @@ pub async fn submit_all(db: &Db, all: &[Sending]) -> Result<Vec<Option<Submitted
         if let Some(d) = &s.delegate {
             event["presentata_da"] = serde_json::json!({ "cf": d.cf, "ruolo": d.role });
         }
+        events.push(crate::csi::Event {
+            at_ms: x.now_ms,
+            aggregate_type: "pratica",
+            event_type: "pratica.inviata",
+            aggregate_id: &x.id,
+            payload: event,
+        });
+        events.extend(
+            its_documents
+                .into_iter()
+                .map(|d| crate::documents::csi_event(x.now_ms, &s.ente_code, d)),
+        );
         rows.push(Row {
             year,
             seq,
@@ -478,7 +494,6 @@ pub async fn submit_all(db: &Db, all: &[Sending]) -> Result<Vec<Option<Submitted
             numero,
             code: verification_code(),
             due,
-            event,
         });
     }
 
@@ -524,22 +539,6 @@ pub async fn submit_all(db: &Db, all: &[Sending]) -> Result<Vec<Option<Submitted
     }
     history.execute(&mut *tx).await?;
 
-    let mut events = Vec::with_capacity(new.len() + documents.len());
-    for (x, r) in new.iter().zip(&rows) {
-        events.push(crate::csi::Event {
-            at_ms: x.now_ms,
-            aggregate_type: "pratica",
-            event_type: "pratica.inviata",
-            aggregate_id: &x.id,
-            payload: r.event.clone(),
-        });
-        events.extend(
-            documents
-                .iter()
-                .filter(|d| d.application_id == x.id)
-                .map(|d| crate::documents::csi_event(x.now_ms, &x.submission.ente_code, d)),
-        );
-    }
     crate::csi::outbox_all(&mut tx, &events).await?;
     let receipts: Vec<(i64, crate::alerts::Alert)> = new
         .iter()
@@ -562,13 +561,13 @@ pub async fn submit_all(db: &Db, all: &[Sending]) -> Result<Vec<Option<Submitted
         .zip(rows)
         .map(|(x, r)| (x.id.as_str(), r.numero))
         .collect();
-    already_sent(db, all, &numeri).await
+    outcomes(db, all, &numeri).await
 }
 
 /// The answers of [`submit_all`] once `numeri` (draft, numero) were sent: each of those `New`
 /// with its numero, the first time it is named; the others `Already` when the applicant's draft
 /// carries a numero, `None` otherwise.
-async fn already_sent(
+async fn outcomes(
     db: &Db,
     all: &[Sending],
     numeri: &[(&str, String)],

@@ -163,16 +163,13 @@ async fn feed(
         .unwrap_or(0),
     };
     let limit = query.limite.unwrap_or(100).clamp(1, 500);
-    let placeholders: Vec<String> = (0..client.enti.len())
-        .map(|i| format!("${}", i + 3))
-        .collect();
     let sql = format!(
         "SELECT id, event_id, event_type, aggregate_id, payload, created_at FROM outbox \
          WHERE id > $1 AND ente_code IN ({}) ORDER BY id LIMIT $2",
-        if placeholders.is_empty() {
+        if client.enti.is_empty() {
             "NULL".to_string()
         } else {
-            placeholders.join(", ")
+            crate::db::placeholders(3, client.enti.len())
         },
     );
     let mut q = sqlx::query_as::<_, (i64, String, String, String, String, i64)>(&sql)

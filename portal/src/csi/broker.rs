@@ -254,10 +254,9 @@ async fn relay_batch(
     }
     let now = SystemClock.now_ms();
     for chunk in confirmed.chunks(100) {
-        let placeholders: Vec<String> = (0..chunk.len()).map(|i| format!("${}", i + 2)).collect();
         let sql = format!(
             "UPDATE outbox SET status = 'sent', sent_at = $1 WHERE id IN ({})",
-            placeholders.join(", ")
+            crate::db::placeholders(2, chunk.len())
         );
         let mut q = sqlx::query(&sql).bind(now);
         for (id, _) in chunk {

@@ -74,10 +74,7 @@ pub async fn recorded_by_office(db: &Db, enti: &[String]) -> Result<Vec<Mandate>
     if enti.is_empty() {
         return Ok(Vec::new());
     }
-    let places = (1..=enti.len())
-        .map(|i| format!("${i}"))
-        .collect::<Vec<_>>()
-        .join(", ");
+    let places = crate::db::placeholders(1, enti.len());
     let sql = format!(
         "SELECT {COLUMNS} FROM mandates WHERE origin = 'ufficio' AND ente_code IN ({places}) \
          ORDER BY created_at DESC, id LIMIT 500"
