@@ -64,7 +64,6 @@ pub async fn start_on(
     config.http.addr = "127.0.0.1:0".into();
     config.database.url = Some(url.to_string().into());
     config.database.max_connections = 16;
-    config.jobs.workers = 1;
     customise(&mut config);
     let server = Server::start(config, Arc::new(SystemClock)).await.unwrap();
     let base = format!("http://{}", server.addr);

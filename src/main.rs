@@ -45,6 +45,15 @@ enum Command {
         #[arg(long, default_value_t = 50)]
         max_pages: usize,
     },
+    /// Reads pages by OCR for the portal (run by it, one long-lived process per engine): a byte
+    /// count line then an image on stdin, one answer line per page on stdout.
+    #[command(hide = true)]
+    OcrWorker {
+        #[arg(long, default_value = "ita")]
+        language: String,
+        #[arg(long)]
+        forms_dir: PathBuf,
+    },
     /// A reference CSI client: reads the event feed, prints each event, takes every new pratica in
     /// charge, acknowledges; again every few seconds (or once with --una-volta).
     CsiDemo {
@@ -67,8 +76,19 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    if matches!(cli.command, Command::Serve) {
-        portal::documents::ocr::ensure_single_threaded_openmp();
+    if let Command::OcrWorker {
+        language,
+        forms_dir,
+    } = &cli.command
+    {
+        // No runtime, no configuration, no logging: this process only reads pages.
+        return match portal::documents::ocr::worker(language, forms_dir) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("sportello ocr-worker: {e}");
+                ExitCode::FAILURE
+            }
+        };
     }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -132,7 +152,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             }
             tokio::time::sleep(std::time::Duration::from_secs(3)).await;
         },
-        Command::Intake { .. } => Ok(()),
+        Command::Intake { .. } | Command::OcrWorker { .. } => Ok(()),
         Command::Migrate => {
             let db = portal::server::migrate(&config).await?;
             db.pool.close().await;

@@ -9,7 +9,7 @@ use std::time::Duration;
 use portal::clock::{Clock, ManualClock};
 use portal::config::JobsConfig;
 use portal::jobs::{
-    self, BoxFuture, Handlers, Job, JobContext, JobError, JobHandler, NewJob, Worker,
+    self, BoxFuture, Handlers, Job, JobContext, JobError, JobHandler, Lane, NewJob, Worker,
 };
 use portal::telemetry::Metrics;
 
@@ -17,7 +17,7 @@ use crate::support::spawn_app_with;
 
 /// The app's own runner is off, so that only the runners of the test touch the jobs.
 async fn spawn_app() -> crate::support::TestApp {
-    spawn_app_with(|c| c.jobs.workers = 0).await
+    spawn_app_with(|c| c.jobs.run = false).await
 }
 
 /// Fails its first `failures` runs, then succeeds; counts the runs.
@@ -53,9 +53,9 @@ fn worker(ctx: JobContext, handlers: Handlers, grace_seconds: u64) -> Worker {
         ctx,
         handlers,
         config: JobsConfig {
-            workers: 1,
             lease_seconds: 60,
             shutdown_grace_seconds: grace_seconds,
+            ..JobsConfig::default()
         },
         metrics: Arc::new(Metrics::new()),
         poll_interval: Duration::from_millis(10),
@@ -224,23 +224,42 @@ async fn an_expired_lease_lets_another_runner_take_the_job() {
     )
     .await
     .unwrap();
-    let first = jobs::claim(&db, "runner-a", now, 1_000)
+    let first = jobs::claim(&db, "runner-a", &["test.crash"], now, 1_000)
         .await
         .unwrap()
         .expect("claimed");
     assert!(
-        jobs::claim(&db, "runner-b", now + 500, 1_000)
+        jobs::claim(&db, "runner-b", &["test.crash"], now + 500, 1_000)
             .await
             .unwrap()
             .is_none(),
         "leased"
     );
-    let second = jobs::claim(&db, "runner-b", now + 1_001, 1_000)
+    let second = jobs::claim(&db, "runner-b", &["test.crash"], now + 1_001, 1_000)
         .await
         .unwrap()
         .expect("lease ran out");
     assert_eq!(first.id, second.id);
     assert_eq!(second.attempts, 2);
+    // The first runner comes back to life: it can neither renew nor finish what it lost.
+    assert!(!jobs::renew(&db, &first, "runner-a", now + 1_002, 1_000)
+        .await
+        .unwrap());
+    assert!(
+        !jobs::finish(&db, &first, "runner-a", now + 1_002, &Ok(()))
+            .await
+            .unwrap(),
+        "the old runner cannot finish a job taken over"
+    );
+    let status: String = sqlx::query_scalar("SELECT status FROM jobs WHERE id = $1")
+        .bind(second.id)
+        .fetch_one(&db.pool)
+        .await
+        .unwrap();
+    assert_eq!(status, "running", "still the new runner's");
+    assert!(jobs::finish(&db, &second, "runner-b", now + 1_003, &Ok(()))
+        .await
+        .unwrap());
     app.stop().await;
 }
 
@@ -263,9 +282,10 @@ async fn racing_runners_never_claim_the_same_job() {
         let db = db.clone();
         tasks.push(tokio::spawn(async move {
             let mut ids = Vec::new();
-            while let Some(job) = jobs::claim(&db, &format!("runner-{r}"), now, 60_000)
-                .await
-                .unwrap()
+            while let Some(job) =
+                jobs::claim(&db, &format!("runner-{r}"), &["test.race"], now, 60_000)
+                    .await
+                    .unwrap()
             {
                 ids.push(job.id);
             }
@@ -318,5 +338,195 @@ async fn the_session_purge_job_deletes_expired_sessions_and_schedules_itself() {
         .await
         .unwrap();
     assert_eq!(scheduled, 1, "the next purge is scheduled");
+    app.stop().await;
+}
+
+/// Sleeps `ms` (real time), then succeeds; counts the runs.
+struct Slow {
+    ms: u64,
+    lane: Lane,
+    runs: Arc<AtomicUsize>,
+}
+
+impl JobHandler for Slow {
+    fn lane(&self) -> Lane {
+        self.lane
+    }
+    fn run<'a>(&'a self, _: &'a JobContext, _: &'a Job) -> BoxFuture<'a, Result<(), JobError>> {
+        Box::pin(async move {
+            tokio::time::sleep(Duration::from_millis(self.ms)).await;
+            self.runs.fetch_add(1, Ordering::SeqCst);
+            Ok(())
+        })
+    }
+}
+
+/// Never finishes, in the documents lane.
+struct StuckDocument;
+
+impl JobHandler for StuckDocument {
+    fn lane(&self) -> Lane {
+        Lane::Documents
+    }
+    fn run<'a>(&'a self, _: &'a JobContext, _: &'a Job) -> BoxFuture<'a, Result<(), JobError>> {
+        Box::pin(std::future::pending())
+    }
+}
+
+#[tokio::test]
+async fn a_full_documents_lane_never_delays_an_alert_and_a_stuck_job_meets_its_time_limit() {
+    let app = spawn_app().await;
+    let clock = ManualClock::new(app.clock.now_ms());
+    let ctx = context(&app, &clock);
+    let alerts = Arc::new(AtomicUsize::new(0));
+    let mut handlers: Handlers = HashMap::new();
+    handlers.insert("test.document", Arc::new(StuckDocument));
+    handlers.insert(
+        "test.alert",
+        Arc::new(Slow {
+            ms: 1,
+            lane: Lane::Alerts,
+            runs: alerts.clone(),
+        }),
+    );
+    let mut config = JobsConfig::default();
+    config.lanes.documents.timeout_seconds = 3;
+    let metrics = Arc::new(Metrics::new());
+    let handle = Worker {
+        ctx: ctx.clone(),
+        handlers,
+        config,
+        metrics: metrics.clone(),
+        poll_interval: Duration::from_millis(10),
+    }
+    .spawn();
+    let now = clock.now_ms();
+    // More stuck documents than the lane has runners, then an alert.
+    for n in 0..5 {
+        jobs::enqueue(
+            &ctx.db.pool,
+            now,
+            &NewJob::new("test.document", serde_json::json!({ "n": n }), now)
+                .idempotency_key(format!("doc-{n}"))
+                .max_attempts(1),
+        )
+        .await
+        .unwrap();
+    }
+    let running = || {
+        metrics
+            .render()
+            .lines()
+            .find(|l| l.starts_with("sportello_jobs_running{lane=\"documents\"}"))
+            .map(str::to_string)
+    };
+    for _ in 0..500 {
+        if running().as_deref() == Some("sportello_jobs_running{lane=\"documents\"} 2") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    jobs::enqueue(
+        &ctx.db.pool,
+        now,
+        &NewJob::new("test.alert", serde_json::json!({}), now).idempotency_key("alert"),
+    )
+    .await
+    .unwrap();
+    until(&ctx, "alert", "done", 1).await;
+    assert_eq!(alerts.load(Ordering::SeqCst), 1);
+    assert_eq!(
+        running().as_deref(),
+        Some("sportello_jobs_running{lane=\"documents\"} 2"),
+        "both documents runners busy while the alert went out"
+    );
+    // The stuck ones fail at their lane's time limit, two at a time.
+    for _ in 0..600 {
+        let failed: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM jobs WHERE kind = 'test.document' AND status = 'failed'",
+        )
+        .fetch_one(&ctx.db.pool)
+        .await
+        .unwrap();
+        if failed >= 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let (_, _, _, error) = job_row(&ctx, "doc-0").await;
+    let error = match error {
+        Some(e) => e,
+        None => job_row(&ctx, "doc-1").await.3.unwrap_or_default(),
+    };
+    assert!(error.contains("time limit of 3 s"), "{error}");
+    handle.shutdown().await;
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_job_longer_than_its_lease_keeps_it_and_runs_once() {
+    let app = spawn_app().await;
+    let ctx = JobContext {
+        db: app.db().clone(),
+        clock: Arc::new(portal::clock::SystemClock),
+    };
+    let runs = Arc::new(AtomicUsize::new(0));
+    let mut handlers: Handlers = HashMap::new();
+    handlers.insert(
+        "test.long",
+        Arc::new(Slow {
+            ms: 3_000,
+            lane: Lane::Housekeeping,
+            runs: runs.clone(),
+        }),
+    );
+    let mut config = JobsConfig::default();
+    config.lease_seconds = 1;
+    let handle = Worker {
+        ctx: ctx.clone(),
+        handlers,
+        config,
+        metrics: Arc::new(Metrics::new()),
+        poll_interval: Duration::from_millis(10),
+    }
+    .spawn();
+    let now = ctx.clock.now_ms();
+    jobs::enqueue(
+        &ctx.db.pool,
+        now,
+        &NewJob::new("test.long", serde_json::json!({}), now).idempotency_key("long"),
+    )
+    .await
+    .unwrap();
+    // Another process's runner keeps trying to take it while it runs, past its 1 s lease.
+    let start = std::time::Instant::now();
+    let mut taken = 0;
+    while start.elapsed() < Duration::from_millis(2_800) {
+        if jobs::claim(
+            &ctx.db,
+            "other-process",
+            &["test.long"],
+            ctx.clock.now_ms(),
+            1_000,
+        )
+        .await
+        .unwrap()
+        .is_some()
+        {
+            taken += 1;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(taken, 0, "the lease was renewed while the job ran");
+    for _ in 0..200 {
+        if runs.load(Ordering::SeqCst) == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let (status, attempts, _, _) = job_row(&ctx, "long").await;
+    assert_eq!((status.as_str(), attempts), ("done", 1));
+    assert_eq!(runs.load(Ordering::SeqCst), 1);
+    handle.shutdown().await;
     app.stop().await;
 }

@@ -15,7 +15,7 @@ pub enum OcrError {
 }
 
 /// What Tesseract read, with its mean word confidence (0–100).
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Reading {
     pub text: String,
     pub confidence: u8,

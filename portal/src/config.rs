@@ -207,12 +207,55 @@ pub struct MetricsConfig {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct JobsConfig {
-    /// Concurrent job runners in this process (0 disables the workers).
-    pub workers: usize,
-    /// Seconds a claimed job stays leased before another worker may take it over.
+    /// Runs the job lanes in this process (false: a process that only serves pages).
+    pub run: bool,
+    /// Seconds a claimed job stays leased; its runner renews the lease every third of it while
+    /// the job runs, so only a dead process's jobs are taken over.
     pub lease_seconds: i64,
     /// Seconds a shutdown waits for running jobs before releasing them.
     pub shutdown_grace_seconds: u64,
+    /// Each lane's runners and time limit: a full lane never delays another.
+    pub lanes: LanesConfig,
+}
+
+/// The job lanes: each kind of job belongs to one (see `jobs::Lane`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LanesConfig {
+    /// Alerts delivered: inbox, e-mail.
+    pub alerts: LaneConfig,
+    /// Documents read by OCR, removed documents' files deleted.
+    pub documents: LaneConfig,
+    /// Sweeps: sessions purged, holds expired, reminders found, retention.
+    pub housekeeping: LaneConfig,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LaneConfig {
+    /// Jobs of this lane run at once in this process (0: none here).
+    pub workers: usize,
+    /// Seconds one job may run; past it the attempt fails (and is retried with backoff).
+    pub timeout_seconds: u64,
+}
+
+impl Default for LanesConfig {
+    fn default() -> Self {
+        LanesConfig {
+            alerts: LaneConfig {
+                workers: 2,
+                timeout_seconds: 120,
+            },
+            documents: LaneConfig {
+                workers: 2,
+                timeout_seconds: 900,
+            },
+            housekeeping: LaneConfig {
+                workers: 1,
+                timeout_seconds: 300,
+            },
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -327,8 +370,14 @@ pub struct DocumentsConfig {
     pub inspect_concurrency: usize,
     /// clamd for the virus scan (`host:port` or a Unix socket path); unset: no scan.
     pub clamd: Option<String>,
-    /// How many Tesseract engines read documents at once (one per worker thread); 0 turns OCR off.
+    /// How many OCR worker processes read documents at once (each with its Tesseract engine);
+    /// 0 turns OCR off.
     pub ocr_engines: usize,
+    /// Limits of each page read by an OCR worker (CPU and wall-clock seconds), and of each
+    /// worker process's address space (megabytes). A page over them is "Non leggibile".
+    pub ocr_page_cpu_seconds: u64,
+    pub ocr_page_wall_seconds: u64,
+    pub ocr_memory_mb: u64,
     /// The Tesseract model (`ita`: the tesseract-ocr-ita package).
     pub ocr_language: String,
     /// Where the encrypted files are kept.
@@ -382,6 +431,9 @@ impl Default for DocumentsConfig {
             intake_program: None,
             inspect_concurrency: 2,
             ocr_engines: 2,
+            ocr_page_cpu_seconds: 30,
+            ocr_page_wall_seconds: 60,
+            ocr_memory_mb: 1024,
             ocr_language: "ita".into(),
             clamd: None,
             storage: StorageConfig::default(),
@@ -504,9 +556,10 @@ impl Default for LogConfig {
 impl Default for JobsConfig {
     fn default() -> Self {
         JobsConfig {
-            workers: 2,
-            lease_seconds: 300,
+            run: true,
+            lease_seconds: 60,
             shutdown_grace_seconds: 20,
+            lanes: LanesConfig::default(),
         }
     }
 }

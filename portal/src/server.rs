@@ -64,7 +64,7 @@ pub struct AppState {
     pub inspections: Arc<tokio::sync::Semaphore>,
     /// The portal's own paper forms (`forms/paper`).
     pub paper_forms: Arc<crate::documents::paper::PaperForms>,
-    /// The Tesseract engines (`documents.ocr_engines`).
+    /// The OCR worker processes (`documents.ocr_engines`).
     pub ocr: Arc<crate::documents::ocr::OcrPool>,
     /// Where "Conferma e invia" sends drafts, committed together when they come together.
     pub desk: crate::applications::desk::Desk,
@@ -323,7 +323,10 @@ impl Server {
         );
         let ocr = Arc::new(crate::documents::ocr::OcrPool::start(
             config.documents.ocr_engines,
-            &config.documents.ocr_language,
+            crate::documents::ocr::WorkerSettings::from_config(
+                &config.documents,
+                &config.forms_dir,
+            ),
         ));
         let templates =
             crate::web::templates::load().map_err(|e| StartError::Templates(e.to_string()))?;

@@ -60,13 +60,61 @@ pub struct JobLabels {
     pub outcome: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct LaneLabels {
+    pub lane: String,
+}
+
+/// The job lanes, per lane: what is due and waiting, how long the oldest due job has waited,
+/// what runs now, what failed for good. Updated by the worker every few seconds.
+#[derive(Debug, Default)]
+pub struct LaneMetrics {
+    pub running: Family<LaneLabels, Gauge>,
+    pub queued: Family<LaneLabels, Gauge>,
+    pub oldest_due_seconds: Family<LaneLabels, Gauge>,
+    pub failed: Family<LaneLabels, Gauge>,
+}
+
+impl LaneMetrics {
+    fn register(registry: &mut Registry) -> LaneMetrics {
+        let m = LaneMetrics::default();
+        registry.register(
+            "jobs_running",
+            "Background jobs running now in this process, by lane",
+            m.running.clone(),
+        );
+        registry.register(
+            "jobs_queued",
+            "Background jobs due and waiting for a runner, by lane",
+            m.queued.clone(),
+        );
+        registry.register(
+            "jobs_oldest_due_seconds",
+            "How long the oldest due job of the lane has waited",
+            m.oldest_due_seconds.clone(),
+        );
+        registry.register(
+            "jobs_failed",
+            "Background jobs given up after their last attempt, by lane",
+            m.failed.clone(),
+        );
+        m
+    }
+
+    pub fn lane(family: &Family<LaneLabels, Gauge>, lane: &str) -> Gauge {
+        family
+            .get_or_create(&LaneLabels { lane: lane.into() })
+            .clone()
+    }
+}
+
 #[derive(Debug)]
 pub struct Metrics {
     registry: Registry,
     pub http_requests: Family<HttpLabels, Counter>,
     pub http_duration: Family<RouteLabels, Histogram>,
     pub jobs: Family<JobLabels, Counter>,
-    pub jobs_running: Gauge,
+    pub lanes: LaneMetrics,
     pub logins: Family<JobLabels, Counter>,
     pub broker: BrokerMetrics,
     /// Drafts sent in each transaction of the submission desk.
@@ -135,7 +183,6 @@ impl Metrics {
             Histogram::new(exponential_buckets(0.001, 2.0, 14))
         });
         let jobs = Family::<JobLabels, Counter>::default();
-        let jobs_running = Gauge::default();
         let logins = Family::<JobLabels, Counter>::default();
         registry.register(
             "http_requests",
@@ -152,11 +199,7 @@ impl Metrics {
             "Background jobs finished, by kind and outcome",
             jobs.clone(),
         );
-        registry.register(
-            "jobs_running",
-            "Background jobs running now",
-            jobs_running.clone(),
-        );
+        let lanes = LaneMetrics::register(&mut registry);
         registry.register(
             "logins",
             "Login attempts, by provider and outcome",
@@ -176,7 +219,7 @@ impl Metrics {
             http_requests,
             http_duration,
             jobs,
-            jobs_running,
+            lanes,
             logins,
         }
     }

@@ -165,7 +165,9 @@ pub fn test_config(dir: &Path, database_url: &str) -> Config {
     };
     config.http.addr = "127.0.0.1:0".into();
     config.database.url = Some(database_url.to_string().into());
-    config.jobs.workers = 1;
+    // One runner per lane.
+    config.jobs.lanes.alerts.workers = 1;
+    config.jobs.lanes.documents.workers = 1;
     // Uploads are inspected by the real binary in a child process (the default, this program,
     // is the test binary here).
     config.documents.intake_program = Some(env!("CARGO_BIN_EXE_sportello").into());

@@ -559,6 +559,9 @@ pub fn token_hash(token: &str) -> String {
 }
 
 impl JobHandler for Deliver {
+    fn lane(&self) -> crate::jobs::Lane {
+        crate::jobs::Lane::Alerts
+    }
     fn run<'a>(&'a self, ctx: &'a JobContext, job: &'a Job) -> BoxFuture<'a, Result<(), JobError>> {
         Box::pin(async move {
             let alert: Alert = serde_json::from_str(&job.payload).map_err(err)?;

@@ -440,6 +440,168 @@ impl Drop for TempFile {
     }
 }
 
+/// A document row about to be written, `in_verifica`.
+struct NewDocument<'a> {
+    id: &'a str,
+    application_id: &'a str,
+    owner_cf: &'a str,
+    slot: &'a str,
+    label: &'a str,
+    size: i64,
+    sha256: &'a str,
+}
+
+enum Reserved {
+    Yes,
+    TooManyFiles(i64),
+    NoRoom,
+}
+
+/// Writes the document's row (`in_verifica`) only if the pratica's file and byte quotas and the
+/// citizen's byte quota still have room for it: the check and the write are one statement, and
+/// on PostgreSQL the citizen's uploads take turns on a lock, so parallel uploads cannot pass the
+/// quotas together.
+async fn reserve(
+    db: &Db,
+    doc: &NewDocument<'_>,
+    limits: &crate::config::DocumentsConfig,
+    now: i64,
+) -> Result<Reserved, AppError> {
+    let mut tx = db.pool.begin().await?;
+    if db.backend == crate::config::Backend::Postgres {
+        sqlx::query("SELECT pg_advisory_xact_lock(hashtext('documents:' || $1))")
+            .bind(doc.owner_cf)
+            .execute(&mut *tx)
+            .await?;
+    }
+    let kept = "removed_at IS NULL AND status <> 'rifiutato'";
+    let written = sqlx::query(&format!(
+        "INSERT INTO documents (id, application_id, owner_cf, slot, label, size, sha256, status, created_at) \
+         SELECT $1, $2, $3, $4, $5, $6, $7, 'in_verifica', $8 \
+         WHERE (SELECT COUNT(*) FROM documents WHERE application_id = $2 AND {kept}) < $9 \
+           AND (SELECT COALESCE(SUM(size), 0) FROM documents WHERE application_id = $2 AND {kept}) + $6 <= $10 \
+           AND (SELECT COALESCE(SUM(size), 0) FROM documents WHERE owner_cf = $3 AND {kept}) + $6 <= $11"
+    ))
+    .bind(doc.id)
+    .bind(doc.application_id)
+    .bind(doc.owner_cf)
+    .bind(doc.slot)
+    .bind(doc.label)
+    .bind(doc.size)
+    .bind(doc.sha256)
+    .bind(now)
+    .bind(limits.max_pratica_files)
+    .bind(i64::try_from(limits.max_pratica_mb * MB).unwrap_or(i64::MAX))
+    .bind(i64::try_from(limits.max_citizen_mb * MB).unwrap_or(i64::MAX))
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    if written.rows_affected() == 1 {
+        return Ok(Reserved::Yes);
+    }
+    let (files, _, _) = usage(db, doc.application_id, doc.owner_cf).await?;
+    Ok(if files >= limits.max_pratica_files {
+        Reserved::TooManyFiles(files)
+    } else {
+        Reserved::NoRoom
+    })
+}
+
+const NOT_SAVED: &str = "Non è stato possibile salvare il documento. Riprova tra qualche minuto.";
+
+/// Encrypts and keeps the file at `path` under `key`: its storage id and wrapped key.
+async fn store_file(
+    state: &AppState,
+    key: &str,
+    path: &std::path::Path,
+) -> Result<(String, Vec<u8>), AppError> {
+    let file = tokio::fs::File::open(path)
+        .await
+        .map_err(|e| AppError::Internal(format!("stored copy: {e}")))?;
+    state
+        .vault
+        .store(key, file)
+        .await
+        .map_err(|e| AppError::Internal(format!("vault: {e}")))
+}
+
+/// How an accepted document is read.
+enum Reading {
+    /// A PDF's text layer, read at inspection.
+    Text(String),
+    /// A photo or a scan: by the OCR job.
+    Ocr,
+    None,
+}
+
+struct Acceptance<'a> {
+    id: &'a str,
+    kind: intake::Kind,
+    pages: usize,
+    /// The file's storage id and wrapped key, then each scanned page's.
+    stored: &'a [(String, Vec<u8>)],
+    scans: &'a [u32],
+    reading: Reading,
+}
+
+/// Marks the document accepted, with its scanned pages, its reading (text, or the OCR job) and,
+/// once the pratica was sent, the CSI's event: one transaction.
+async fn accept(
+    state: &AppState,
+    app: &Application,
+    doc: Acceptance<'_>,
+    now: i64,
+) -> Result<(), AppError> {
+    let Some(((storage_id, wrapped), pages)) = doc.stored.split_first() else {
+        return Err(AppError::Internal("nothing stored".into()));
+    };
+    let (ocr_status, text) = match &doc.reading {
+        Reading::Text(text) => (Some("letto"), Some(text.as_str())),
+        Reading::Ocr => (Some("in_lettura"), None),
+        Reading::None => (None, None),
+    };
+    let mut tx = state.db.pool.begin().await?;
+    sqlx::query(
+        "UPDATE documents SET status = 'accettato', kind = $2, pages = $3, storage_id = $4, wrapped_key = $5, \
+         ocr_status = $6, ocr_text = $7 WHERE id = $1",
+    )
+    .bind(doc.id)
+    .bind(doc.kind.extension())
+    .bind(i32::try_from(doc.pages).unwrap_or(i32::MAX))
+    .bind(storage_id)
+    .bind(wrapped)
+    .bind(ocr_status)
+    .bind(text)
+    .execute(&mut *tx)
+    .await?;
+    for (page, (storage_id, wrapped)) in doc.scans.iter().zip(pages) {
+        sqlx::query(
+            "INSERT INTO document_scans (document_id, page, storage_id, wrapped_key) VALUES ($1, $2, $3, $4)",
+        )
+        .bind(doc.id)
+        .bind(i32::try_from(*page).unwrap_or(i32::MAX))
+        .bind(storage_id)
+        .bind(wrapped)
+        .execute(&mut *tx)
+        .await?;
+    }
+    if matches!(doc.reading, Reading::Ocr) {
+        ocr::schedule(&mut *tx, now, doc.id).await?;
+    }
+    if app.status != Status::Bozza {
+        // An answer to a request for documents: the CSI hears of it now (a draft's documents go
+        // with its submission).
+        let this = accepted(&mut tx, &[&app.id], Some(doc.id)).await?;
+        let events: Vec<_> = this
+            .iter()
+            .map(|d| csi_event(now, &app.ente_code, d))
+            .collect();
+        crate::csi::outbox_all(&mut tx, &events).await?;
+    }
+    tx.commit().await?;
+    Ok(())
+}
+
 #[post("/domande/{id}/allegati/{slot}")]
 async fn upload(
     state: web::Data<AppState>,
@@ -550,20 +712,31 @@ async fn upload(
 
     let doc_id = uuid::Uuid::new_v4().to_string();
     let now = state.clock.now_ms();
-    sqlx::query(
-        "INSERT INTO documents (id, application_id, owner_cf, slot, label, size, sha256, status, created_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, 'in_verifica', $8)",
-    )
-    .bind(&doc_id)
-    .bind(&app.id)
-    .bind(&app.applicant_cf)
-    .bind(&slot)
-    .bind(&name)
-    .bind(i64::try_from(size).unwrap_or(i64::MAX))
-    .bind(&sha256)
-    .bind(now)
-    .execute(&state.db.pool)
-    .await?;
+    let document = NewDocument {
+        id: &doc_id,
+        application_id: &app.id,
+        owner_cf: &app.applicant_cf,
+        slot: &slot,
+        label: &name,
+        size: i64::try_from(size).unwrap_or(i64::MAX),
+        sha256: &sha256,
+    };
+    match reserve(&state.db, &document, limits, now).await? {
+        Reserved::Yes => {}
+        Reserved::TooManyFiles(files) => {
+            return refuse(
+                format!("Hai già caricato {files} documenti per questa pratica, il massimo. Rimuovi quelli che non servono."),
+                StatusCode::UNPROCESSABLE_ENTITY,
+            )
+        }
+        Reserved::NoRoom => {
+            return refuse(
+                "Lo spazio per i documenti è esaurito. Rimuovi quelli che non servono e riprova."
+                    .into(),
+                StatusCode::PAYLOAD_TOO_LARGE,
+            )
+        }
+    }
 
     let clean = TempFile(tmp.0.with_extension("clean"));
     let scanned = match &limits.clamd {
@@ -601,80 +774,61 @@ async fn upload(
                 .map(|page| TempFile(intake::scan_path(&clean.0, *page)))
                 .collect();
             let source = if reencoded { &clean.0 } else { &tmp.0 };
-            let file = tokio::fs::File::open(source)
-                .await
-                .map_err(|e| AppError::Internal(format!("stored copy: {e}")))?;
-            let (storage_id, wrapped) = state
-                .vault
-                .store(&doc_id, file)
-                .await
-                .map_err(|e| AppError::Internal(format!("vault: {e}")))?;
-            sqlx::query(
-                "UPDATE documents SET status = 'accettato', kind = $2, pages = $3, storage_id = $4, wrapped_key = $5 WHERE id = $1",
-            )
-            .bind(&doc_id)
-            .bind(kind.extension())
-            .bind(i32::try_from(pages).unwrap_or(i32::MAX))
-            .bind(&storage_id)
-            .bind(wrapped)
-            .execute(&state.db.pool)
-            .await?;
-            // A scanned PDF's page pictures, kept encrypted for the OCR job.
-            for (page, picture) in scans.iter().zip(&pictures) {
-                let file = tokio::fs::File::open(&picture.0)
+            // The bytes first (synced), then the rows that point at them, in one transaction
+            // with the OCR job and the CSI's event: never one without the other.
+            let mut stored = Vec::with_capacity(1 + scans.len());
+            let kept = async {
+                stored.push(store_file(&state, &doc_id, source).await?);
+                for (page, picture) in scans.iter().zip(&pictures) {
+                    stored.push(
+                        store_file(&state, &ocr::scan_key(&doc_id, *page), &picture.0).await?,
+                    );
+                }
+                Ok::<_, AppError>(())
+            }
+            .await;
+            let committed = match kept {
+                Ok(()) => {
+                    let reading = match (kind, text) {
+                        (intake::Kind::Pdf, Some(text)) => Reading::Text(text),
+                        (intake::Kind::Jpeg | intake::Kind::Png, _) | (intake::Kind::Pdf, None)
+                            if state.ocr.size > 0
+                                && (kind != intake::Kind::Pdf || !scans.is_empty()) =>
+                        {
+                            Reading::Ocr
+                        }
+                        _ => Reading::None,
+                    };
+                    accept(
+                        &state,
+                        &app,
+                        Acceptance {
+                            id: &doc_id,
+                            kind,
+                            pages,
+                            stored: &stored,
+                            scans: &scans,
+                            reading,
+                        },
+                        now,
+                    )
                     .await
-                    .map_err(|e| AppError::Internal(format!("scan: {e}")))?;
-                let (storage_id, wrapped) = state
-                    .vault
-                    .store(&ocr::scan_key(&doc_id, *page), file)
-                    .await
-                    .map_err(|e| AppError::Internal(format!("vault: {e}")))?;
-                sqlx::query(
-                    "INSERT INTO document_scans (document_id, page, storage_id, wrapped_key) VALUES ($1, $2, $3, $4)",
+                }
+                Err(e) => Err(e),
+            };
+            if let Err(e) = committed {
+                // Nothing points at the stored bytes: they go, and the document is not counted.
+                for (storage_id, _) in &stored {
+                    let _ = state.vault.delete(storage_id).await;
+                }
+                let _ = sqlx::query(
+                    "UPDATE documents SET status = 'rifiutato', reason = $2 WHERE id = $1 AND status = 'in_verifica'",
                 )
                 .bind(&doc_id)
-                .bind(i32::try_from(*page).unwrap_or(i32::MAX))
-                .bind(&storage_id)
-                .bind(wrapped)
+                .bind(NOT_SAVED)
                 .execute(&state.db.pool)
-                .await?;
-            }
-            // Read: a PDF's text layer now; a photo or a scan by the OCR job.
-            let scanned = !scans.is_empty();
-            match (kind, text) {
-                (intake::Kind::Pdf, Some(text)) => {
-                    sqlx::query(
-                        "UPDATE documents SET ocr_status = 'letto', ocr_text = $2 WHERE id = $1",
-                    )
-                    .bind(&doc_id)
-                    .bind(text)
-                    .execute(&state.db.pool)
-                    .await?;
-                }
-                (intake::Kind::Jpeg | intake::Kind::Png, _) | (intake::Kind::Pdf, None)
-                    if state.ocr.size > 0 && (kind != intake::Kind::Pdf || scanned) =>
-                {
-                    let mut tx = state.db.pool.begin().await?;
-                    sqlx::query("UPDATE documents SET ocr_status = 'in_lettura' WHERE id = $1")
-                        .bind(&doc_id)
-                        .execute(&mut *tx)
-                        .await?;
-                    ocr::schedule(&mut *tx, now, &doc_id).await?;
-                    tx.commit().await?;
-                }
-                _ => {}
-            }
-            if app.status != Status::Bozza {
-                // An answer to a request for documents: the CSI hears of it now (a draft's
-                // documents go with its submission).
-                let mut tx = state.db.pool.begin().await?;
-                let this = accepted(&mut tx, &[&app.id], Some(&doc_id)).await?;
-                let events: Vec<_> = this
-                    .iter()
-                    .map(|d| csi_event(now, &app.ente_code, d))
-                    .collect();
-                crate::csi::outbox_all(&mut tx, &events).await?;
-                tx.commit().await?;
+                .await;
+                return Err(e);
             }
             ("accettato", None)
         }

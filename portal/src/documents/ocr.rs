@@ -1,31 +1,108 @@
-//! Reading documents: a job per accepted document (`documents.ocr`). A PDF with a text layer was
-//! read at inspection; a photo, or each page of a scanned PDF (its pictures, taken out at
-//! inspection and kept in `document_scans`), goes through Tesseract — as one of the portal's
-//! standard forms when it carries their QR code (each field read in its zone, checked, compared
-//! with the pratica, the signature box checked for ink), otherwise as a page of text.
+//! Reading documents: a job per accepted document (`documents.ocr`, in the documents lane). A PDF
+//! with a text layer was read at inspection; a photo, or each page of a scanned PDF (its pictures,
+//! taken out at inspection and kept in `document_scans`), goes through Tesseract — as one of the
+//! portal's standard forms when it carries their QR code (each field read in its zone, checked,
+//! compared with the pratica, the signature box checked for ink), otherwise as a page of text.
 //!
-//! Tesseract runs in a pool: `documents.ocr_engines` worker threads, each with its own engine
-//! (made at its first page and kept), with `OMP_THREAD_LIMIT=1` so that each is single-threaded.
+//! Tesseract never runs in the portal's process. [`OcrPool`] keeps up to `documents.ocr_engines`
+//! long-lived worker processes (`sportello ocr-worker`, see [`worker`]), each with its engine
+//! loaded once, under an address-space limit, fed one page at a time over a pipe. Each page has
+//! its own CPU and wall-clock limit, which the pool watches: a page over it kills that worker
+//! (the next page starts another) and the document ends "Non leggibile" with a plain reason. A
+//! worker that dies otherwise (killed, crashed) fails the attempt, and the job is retried.
 
-use std::sync::mpsc;
+use std::io::{BufRead, Read, Write};
+use std::os::unix::process::ExitStatusExt;
+use std::path::PathBuf;
+use std::process::Stdio;
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use intake::form::FormReading;
 use intake::ocr::{Engine, Mode, OcrError, Reading};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::process::{Child, ChildStdin, ChildStdout};
 
 use super::paper::{self, CheckedField, PaperForms};
 use super::vault::Vault;
+use crate::config::DocumentsConfig;
 use crate::db::Db;
-use crate::jobs::{BoxFuture, Job, JobContext, JobError, JobHandler, NewJob};
+use crate::jobs::{BoxFuture, Job, JobContext, JobError, JobHandler, Lane, NewJob};
 
 pub const JOB: &str = "documents.ocr";
 
-type Task = Box<dyn FnOnce(&mut Option<Engine>) + Send>;
+/// What the citizen and the operator read when a document could not be read.
+pub const TOO_HEAVY: &str = "La pagina è troppo pesante o confusa per essere letta automaticamente: l'ufficio la guarderà a mano. Se è una foto, rifalla con luce uniforme e la pagina intera nell'inquadratura.";
+pub const NOT_READ: &str =
+    "Non è stato possibile leggere il documento automaticamente: l'ufficio lo guarderà a mano.";
 
-/// The engines, each on its own thread.
+/// The prefix of the worker's answer line on its stdout (anything else there is ignored).
+const ANSWER: &str = "SPORTELLO-OCR ";
+
+/// How a worker process is started and limited.
+#[derive(Debug, Clone)]
+pub struct WorkerSettings {
+    /// The program run as `<program> ocr-worker …` (this binary by default).
+    pub program: PathBuf,
+    pub language: String,
+    pub forms_dir: PathBuf,
+    pub page_cpu: Duration,
+    pub page_wall: Duration,
+    pub memory_mb: u64,
+}
+
+impl WorkerSettings {
+    pub fn from_config(config: &DocumentsConfig, forms_dir: &std::path::Path) -> WorkerSettings {
+        WorkerSettings {
+            program: config
+                .intake_program
+                .clone()
+                .or_else(|| std::env::current_exe().ok())
+                .unwrap_or_else(|| PathBuf::from("sportello")),
+            language: config.ocr_language.clone(),
+            forms_dir: forms_dir.to_path_buf(),
+            page_cpu: Duration::from_secs(config.ocr_page_cpu_seconds.max(1)),
+            page_wall: Duration::from_secs(config.ocr_page_wall_seconds.max(1)),
+            memory_mb: config.ocr_memory_mb,
+        }
+    }
+}
+
+/// Why a page was not read.
+#[derive(Debug, thiserror::Error)]
+pub enum PageError {
+    /// Over its CPU or wall-clock limit, or the reader died on it: the page is not readable.
+    #[error("page over its limits: {0}")]
+    OverLimit(String),
+    /// The worker could not be started or was killed from outside: try again later.
+    #[error("OCR worker: {0}")]
+    Worker(String),
+}
+
+/// What a worker answers for one page.
+#[derive(Debug, Serialize, Deserialize)]
+pub enum Answer {
+    /// One of the portal's forms.
+    Form(FormReading),
+    /// Any other page.
+    Text(Reading),
+    /// Tesseract failed on it.
+    Error(String),
+}
+
+/// A live worker process.
+struct Process {
+    child: Child,
+    stdin: ChildStdin,
+    stdout: BufReader<ChildStdout>,
+}
+
+/// The OCR worker processes.
 pub struct OcrPool {
-    sender: Mutex<Option<mpsc::Sender<Task>>>,
+    settings: WorkerSettings,
+    idle: Mutex<Vec<Process>>,
+    turns: tokio::sync::Semaphore,
     pub size: usize,
 }
 
@@ -35,95 +112,216 @@ impl std::fmt::Debug for OcrPool {
     }
 }
 
+/// CPU time (user + system) of process `pid` so far, from `/proc` (clock ticks of 1/100 s).
+fn cpu_time(pid: u32) -> Option<Duration> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    Some(Duration::from_millis(ticks * 10))
+}
+
 impl OcrPool {
-    /// `size` threads reading with the `language` model; each makes its engine at its first task.
-    pub fn start(size: usize, language: &str) -> OcrPool {
-        if size > 0 && std::env::var("OMP_THREAD_LIMIT").as_deref() != Ok("1") {
-            tracing::warn!("OMP_THREAD_LIMIT is not 1: each OCR engine may use several threads");
-        }
-        let (sender, receiver) = mpsc::channel::<Task>();
-        let receiver = Arc::new(Mutex::new(receiver));
-        for n in 0..size {
-            let receiver = receiver.clone();
-            let language = language.to_string();
-            let spawned = std::thread::Builder::new()
-                .name(format!("ocr-{n}"))
-                .spawn(move || {
-                    let mut engine: Option<Engine> = None;
-                    loop {
-                        let task = match receiver.lock() {
-                            Ok(r) => r.recv(),
-                            Err(_) => return,
-                        };
-                        let Ok(task) = task else { return };
-                        if engine.is_none() {
-                            match Engine::new(&language) {
-                                Ok(e) => engine = Some(e),
-                                Err(e) => tracing::error!(error = %e, "OCR engine not started"),
-                            }
-                        }
-                        task(&mut engine);
-                    }
-                });
-            if let Err(e) = spawned {
-                tracing::error!(error = %e, "OCR thread not started");
-            }
-        }
+    /// At most `size` worker processes, started when first needed and kept.
+    pub fn start(size: usize, settings: WorkerSettings) -> OcrPool {
         OcrPool {
-            sender: Mutex::new(Some(sender)),
+            settings,
+            idle: Mutex::new(Vec::new()),
+            turns: tokio::sync::Semaphore::new(size),
             size,
         }
     }
 
-    /// Runs `work` on the next free engine.
-    pub async fn run<R: Send + 'static>(
-        &self,
-        work: impl FnOnce(&mut Engine) -> Result<R, OcrError> + Send + 'static,
-    ) -> Result<R, OcrError> {
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        let task: Task = Box::new(move |engine: &mut Option<Engine>| {
-            let result = match engine {
-                Some(engine) => work(engine),
-                None => Err(OcrError::Read("no OCR engine".into())),
-            };
-            let _ = tx.send(result);
-        });
-        let sent = match self.sender.lock() {
-            Ok(guard) => guard.as_ref().map(|s| s.send(task).is_ok()),
-            Err(_) => None,
-        };
-        if sent != Some(true) {
-            return Err(OcrError::Read("the OCR pool is stopped".into()));
-        }
-        rx.await
-            .map_err(|_| OcrError::Read("the OCR engine stopped".into()))?
+    fn spawn(&self) -> Result<Process, PageError> {
+        let s = &self.settings;
+        let mut child = tokio::process::Command::new("prlimit")
+            .arg(format!("--as={}", s.memory_mb * 1024 * 1024))
+            .arg("--core=0")
+            .arg("--")
+            .arg(&s.program)
+            .arg("ocr-worker")
+            .arg("--language")
+            .arg(&s.language)
+            .arg("--forms-dir")
+            .arg(&s.forms_dir)
+            .env_clear()
+            // One thread per engine: OpenMP reads it when Tesseract loads.
+            .env("OMP_THREAD_LIMIT", "1")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(|e| PageError::Worker(format!("start: {e}")))?;
+        let stdin = child
+            .stdin
+            .take()
+            .ok_or_else(|| PageError::Worker("no stdin".into()))?;
+        let stdout = child
+            .stdout
+            .take()
+            .ok_or_else(|| PageError::Worker("no stdout".into()))?;
+        Ok(Process {
+            child,
+            stdin,
+            stdout: BufReader::new(stdout),
+        })
     }
 
-    /// Lets the threads end once their current page is read.
+    /// Reads one page (an encoded PNG or JPEG) on the next free worker. Dropping the future kills
+    /// the worker that had the page.
+    pub async fn read(&self, image: &[u8]) -> Result<Answer, PageError> {
+        let _turn = self
+            .turns
+            .acquire()
+            .await
+            .map_err(|_| PageError::Worker("the OCR pool is stopped".into()))?;
+        let idle = self.idle.lock().ok().and_then(|mut idle| idle.pop());
+        let mut process = match idle {
+            Some(p) => p,
+            None => self.spawn()?,
+        };
+        let answer = self.on(&mut process, image).await;
+        match &answer {
+            // A worker that answered is kept for the next page.
+            Ok(_) => {
+                if let Ok(mut idle) = self.idle.lock() {
+                    idle.push(process);
+                }
+            }
+            Err(_) => {
+                let _ = process.child.start_kill();
+                let _ = process.child.wait().await;
+            }
+        }
+        answer
+    }
+
+    async fn on(&self, process: &mut Process, image: &[u8]) -> Result<Answer, PageError> {
+        let Process {
+            child,
+            stdin,
+            stdout,
+        } = process;
+        let pid = child.id();
+        let cpu_before = pid.and_then(cpu_time).unwrap_or_default();
+        let header = format!("{}\n", image.len());
+        let sent = async {
+            stdin.write_all(header.as_bytes()).await?;
+            stdin.write_all(image).await?;
+            stdin.flush().await
+        };
+        let started = Instant::now();
+        let limits = &self.settings;
+        let answer = async {
+            sent.await.map_err(|e| e.to_string())?;
+            let mut line = String::new();
+            loop {
+                line.clear();
+                if stdout
+                    .read_line(&mut line)
+                    .await
+                    .map_err(|e| e.to_string())?
+                    == 0
+                {
+                    return Err("the worker ended".to_string());
+                }
+                if let Some(json) = line.trim_end().strip_prefix(ANSWER) {
+                    return serde_json::from_str::<Answer>(json).map_err(|e| e.to_string());
+                }
+            }
+        };
+        tokio::pin!(answer);
+        let mut watch = tokio::time::interval(Duration::from_millis(100));
+        loop {
+            tokio::select! {
+                result = &mut answer => {
+                    return match result {
+                        Ok(a) => Ok(a),
+                        Err(why) => Err(why_it_ended(child, why).await),
+                    };
+                }
+                _ = watch.tick() => {
+                    if started.elapsed() > limits.page_wall {
+                        tracing::warn!(limit_s = limits.page_wall.as_secs(), "OCR page over its wall-clock limit: worker stopped");
+                        return Err(PageError::OverLimit("wall-clock limit".into()));
+                    }
+                    let used = pid.and_then(cpu_time).unwrap_or_default().saturating_sub(cpu_before);
+                    if used > limits.page_cpu {
+                        tracing::warn!(limit_s = limits.page_cpu.as_secs(), "OCR page over its CPU limit: worker stopped");
+                        return Err(PageError::OverLimit("CPU limit".into()));
+                    }
+                }
+            }
+        }
+    }
+
+    /// Ends the idle workers (a page being read ends its worker when its caller goes).
     pub fn stop(&self) {
-        if let Ok(mut guard) = self.sender.lock() {
-            guard.take();
+        self.turns.close();
+        if let Ok(mut idle) = self.idle.lock() {
+            for mut p in idle.drain(..) {
+                let _ = p.child.start_kill();
+            }
         }
     }
 }
 
-/// OpenMP, which Tesseract uses, reads `OMP_THREAD_LIMIT` when the library is loaded, before
-/// `main`: a process that runs the pool starts itself again, once, with it set to 1 (one thread
-/// per engine; the pool gives the parallelism). Returns when it is set, or when the restart
-/// failed (said on stderr).
-pub fn ensure_single_threaded_openmp() {
-    use std::os::unix::process::CommandExt;
-    if std::env::var("OMP_THREAD_LIMIT").as_deref() == Ok("1") {
-        return;
+/// After a worker stopped answering: killed from outside (SIGKILL, SIGTERM) is worth another try;
+/// any other death (an abort when out of memory, a crash) happened on this page.
+async fn why_it_ended(child: &mut Child, why: String) -> PageError {
+    let status = tokio::time::timeout(Duration::from_secs(5), child.wait()).await;
+    match status {
+        Ok(Ok(status)) => match status.signal() {
+            Some(9) | Some(15) => {
+                tracing::warn!(signal = status.signal(), "OCR worker killed");
+                PageError::Worker(format!("worker killed ({status})"))
+            }
+            Some(_) => {
+                tracing::warn!(%status, "OCR worker died on a page");
+                PageError::OverLimit(format!("worker died ({status})"))
+            }
+            None => PageError::Worker(format!("worker ended ({status}): {why}")),
+        },
+        _ => PageError::Worker(why),
     }
-    let Ok(program) = std::env::current_exe() else {
-        return;
-    };
-    let error = std::process::Command::new(program)
-        .args(std::env::args_os().skip(1))
-        .env("OMP_THREAD_LIMIT", "1")
-        .exec();
-    eprintln!("sportello: could not start again with OMP_THREAD_LIMIT=1 ({error}); each OCR engine may use several threads");
+}
+
+/// The worker process (`sportello ocr-worker`): loads the engine and the standard forms once,
+/// then reads pages from stdin (a line with the byte count, then the encoded image) and answers
+/// each with one line on stdout. Ends at the end of its input.
+pub fn worker(language: &str, forms_dir: &std::path::Path) -> std::io::Result<()> {
+    let forms = PaperForms::load(forms_dir).map_err(std::io::Error::other)?;
+    let mut engine = Engine::new(language).map_err(std::io::Error::other)?;
+    let stdin = std::io::stdin();
+    let mut input = stdin.lock();
+    let stdout = std::io::stdout();
+    let mut line = String::new();
+    loop {
+        line.clear();
+        if input.read_line(&mut line)? == 0 {
+            return Ok(());
+        }
+        let len: usize = line
+            .trim()
+            .parse()
+            .map_err(|_| std::io::Error::other("expected a byte count"))?;
+        let mut bytes = vec![0u8; len];
+        input.read_exact(&mut bytes)?;
+        let answer = match image::load_from_memory(&bytes) {
+            Ok(image) => match read_image(&mut engine, &image.to_luma8(), &forms) {
+                Ok(Outcome::Form(f)) => Answer::Form(f),
+                Ok(Outcome::Text(t)) => Answer::Text(t),
+                Err(e) => Answer::Error(e.to_string()),
+            },
+            Err(e) => Answer::Error(format!("image: {e}")),
+        };
+        drop(bytes);
+        let json = serde_json::to_string(&answer).map_err(std::io::Error::other)?;
+        let mut out = stdout.lock();
+        writeln!(out, "{ANSWER}{json}")?;
+        out.flush()?;
+    }
 }
 
 /// Enqueues the reading of document `id` (inside the caller's transaction or not).
@@ -184,19 +382,33 @@ fn err(e: impl std::fmt::Display) -> JobError {
     JobError(e.to_string())
 }
 
+/// Marks a document as not readable, with the reason its owner and the office read.
+async fn unreadable(db: &Db, id: &str, reason: &str) -> Result<(), JobError> {
+    sqlx::query("UPDATE documents SET ocr_status = 'illeggibile', ocr_reason = $2 WHERE id = $1")
+        .bind(id)
+        .bind(reason)
+        .execute(&db.pool)
+        .await
+        .map_err(err)?;
+    Ok(())
+}
+
 impl JobHandler for ReadDocuments {
+    fn lane(&self) -> Lane {
+        Lane::Documents
+    }
+
     fn run<'a>(&'a self, ctx: &'a JobContext, job: &'a Job) -> BoxFuture<'a, Result<(), JobError>> {
         Box::pin(async move {
             let payload: Payload = serde_json::from_str(&job.payload).map_err(err)?;
             let Some(doc) = super::find(&ctx.db, &payload.document).await.map_err(err)? else {
                 return Ok(());
             };
-            let outcome = self.read(&ctx.db, &doc).await?;
             let now = ctx.clock.now_ms();
-            match outcome {
-                Ok(Outcome::Text(reading)) => {
+            match self.read(&ctx.db, &doc).await? {
+                Got::Text(reading) => {
                     sqlx::query(
-                        "UPDATE documents SET ocr_status = 'letto', ocr_text = $2, ocr_confidence = $3 WHERE id = $1",
+                        "UPDATE documents SET ocr_status = 'letto', ocr_text = $2, ocr_confidence = $3, ocr_reason = NULL WHERE id = $1",
                     )
                     .bind(&doc.id)
                     .bind(&reading.text)
@@ -205,20 +417,26 @@ impl JobHandler for ReadDocuments {
                     .await
                     .map_err(err)?;
                 }
-                Ok(Outcome::Form(reading)) => {
+                Got::Form(reading) => {
                     store_form(&ctx.db, &self.forms, &doc, &reading).await?;
                 }
-                Err(e) => {
-                    tracing::warn!(error = %e, "document not read");
-                    sqlx::query("UPDATE documents SET ocr_status = 'illeggibile' WHERE id = $1")
-                        .bind(&doc.id)
-                        .execute(&ctx.db.pool)
-                        .await
-                        .map_err(err)?;
-                }
+                Got::Unreadable(reason) => unreadable(&ctx.db, &doc.id, reason).await?,
             }
             tracing::info!(took_ms = ctx.clock.now_ms() - now, "document read");
             Ok(())
+        })
+    }
+
+    /// Every attempt failed (the worker killed each time, or the lane's time limit): the document
+    /// is not left "In lettura" for ever.
+    fn gave_up<'a>(&'a self, ctx: &'a JobContext, job: &'a Job) -> BoxFuture<'a, ()> {
+        Box::pin(async move {
+            let Ok(payload) = serde_json::from_str::<Payload>(&job.payload) else {
+                return;
+            };
+            if let Err(e) = unreadable(&ctx.db, &payload.document, NOT_READ).await {
+                tracing::warn!(error = %e, "marking an unread document failed");
+            }
         })
     }
 }
@@ -228,14 +446,19 @@ pub fn scan_key(document_id: &str, page: u32) -> String {
     format!("{document_id}/pagina-{page}")
 }
 
+/// What reading a document gave.
+enum Got {
+    Form(FormReading),
+    Text(Reading),
+    /// Not readable, for this reason (for the citizen and the office).
+    Unreadable(&'static str),
+}
+
 impl ReadDocuments {
     /// Reads a photo, or a scanned PDF page by page: the first page that is one of the portal's
-    /// forms gives the reading; otherwise the pages' text, one after the other.
-    async fn read(
-        &self,
-        db: &Db,
-        doc: &super::Found,
-    ) -> Result<Result<Outcome, OcrError>, JobError> {
+    /// forms gives the reading; otherwise the pages' text, one after the other. A page over its
+    /// limits makes the document unreadable; a worker killed from outside fails the attempt.
+    async fn read(&self, db: &Db, doc: &super::Found) -> Result<Got, JobError> {
         let pictures: Vec<(String, String, Vec<u8>)> = if doc.kind == Some(intake::Kind::Pdf) {
             let rows: Vec<(i32, String, Vec<u8>)> = sqlx::query_as(
                 "SELECT page, storage_id, wrapped_key FROM document_scans WHERE document_id = $1 ORDER BY page",
@@ -264,31 +487,30 @@ impl ReadDocuments {
                 .read_all(key, storage, wrapped)
                 .await
                 .map_err(err)?;
-            let image = image::load_from_memory(&bytes).map_err(err)?.to_luma8();
-            let forms = self.forms.clone();
-            match self
-                .pool
-                .run(move |engine| read_image(engine, &image, &forms))
-                .await
-            {
-                Ok(Outcome::Form(reading)) => return Ok(Ok(Outcome::Form(reading))),
-                Ok(Outcome::Text(reading)) => texts.push(reading),
-                Err(e) => return Ok(Err(e)),
+            match self.pool.read(&bytes).await {
+                Ok(Answer::Form(reading)) => return Ok(Got::Form(reading)),
+                Ok(Answer::Text(reading)) => texts.push(reading),
+                Ok(Answer::Error(e)) => {
+                    tracing::warn!(error = %e, "page not read");
+                    return Ok(Got::Unreadable(NOT_READ));
+                }
+                Err(PageError::OverLimit(_)) => return Ok(Got::Unreadable(TOO_HEAVY)),
+                Err(e @ PageError::Worker(_)) => return Err(err(e)),
             }
         }
         if texts.is_empty() {
-            return Ok(Err(OcrError::Read("no page to read".into())));
+            return Ok(Got::Unreadable(NOT_READ));
         }
         let confidence =
             texts.iter().map(|r| u32::from(r.confidence)).sum::<u32>() / texts.len() as u32;
-        Ok(Ok(Outcome::Text(Reading {
+        Ok(Got::Text(Reading {
             text: texts
                 .iter()
                 .map(|r| r.text.trim())
                 .collect::<Vec<_>>()
                 .join("\n\n"),
             confidence: u8::try_from(confidence).unwrap_or(u8::MAX),
-        })))
+        }))
     }
 }
 
@@ -353,7 +575,7 @@ async fn store_form(
         checked.iter().map(|c| i32::from(c.confidence)).sum::<i32>() / checked.len() as i32
     };
     sqlx::query(
-        "UPDATE documents SET ocr_status = 'letto', form_code = $2, signed = $3, ocr_confidence = $4 WHERE id = $1",
+        "UPDATE documents SET ocr_status = 'letto', form_code = $2, signed = $3, ocr_confidence = $4, ocr_reason = NULL WHERE id = $1",
     )
     .bind(&doc.id)
     .bind(&form.code)

@@ -18,6 +18,28 @@ use crate::config::{StorageConfig, StorageKind};
 pub struct Store {
     pub objects: Arc<dyn ObjectStore>,
     pub part_size: usize,
+    /// The folder of a local store, whose files are synced to disk before their rows commit.
+    pub local_root: Option<std::path::PathBuf>,
+}
+
+impl Store {
+    /// Makes a file just written durable: on a local folder, the file and the folder's entry
+    /// are synced (an S3 store has it durable once the upload completed).
+    pub async fn sync(&self, name: &str) -> std::io::Result<()> {
+        let Some(root) = self.local_root.clone() else {
+            return Ok(());
+        };
+        let file = root.join(name);
+        tokio::task::spawn_blocking(move || {
+            std::fs::File::open(&file)?.sync_all()?;
+            match file.parent() {
+                Some(dir) => std::fs::File::open(dir)?.sync_all(),
+                None => Ok(()),
+            }
+        })
+        .await
+        .map_err(std::io::Error::other)?
+    }
 }
 
 /// A local folder takes small parts; S3 wants parts of at least 5 MiB but the last.
@@ -27,6 +49,7 @@ const S3_PART: usize = 5 * 1024 * 1024;
 /// Opens the configured store, and checks that it takes a write (a bucket missing, wrong
 /// credentials or an unreachable endpoint stop the start with a message, not the first upload).
 pub async fn open(config: &StorageConfig, data_dir: &Path) -> Result<Store, String> {
+    let mut local_root = None;
     let objects: Arc<dyn ObjectStore> = match config.kind {
         StorageKind::Local => {
             let dir = config
@@ -34,6 +57,8 @@ pub async fn open(config: &StorageConfig, data_dir: &Path) -> Result<Store, Stri
                 .clone()
                 .unwrap_or_else(|| data_dir.join("files"));
             std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+            local_root =
+                Some(std::fs::canonicalize(&dir).map_err(|e| format!("{}: {e}", dir.display()))?);
             Arc::new(
                 LocalFileSystem::new_with_prefix(&dir)
                     .map_err(|e| format!("{}: {e}", dir.display()))?,
@@ -65,6 +90,7 @@ pub async fn open(config: &StorageConfig, data_dir: &Path) -> Result<Store, Stri
         .map_err(|e| format!("the document storage does not take a write: {e}"))?;
     Ok(Store {
         objects,
+        local_root,
         part_size: match config.kind {
             StorageKind::Local => LOCAL_PART,
             StorageKind::S3 => S3_PART,

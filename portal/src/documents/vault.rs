@@ -129,8 +129,17 @@ impl Vault {
             segment += 1;
         }
         out.shutdown().await?;
+        self.store.sync(&storage_id).await?;
         let wrapped = self.wrap(document_id, &data_key)?;
         Ok((storage_id, wrapped))
+    }
+
+    /// Deletes a stored file (already gone is fine).
+    pub async fn delete(&self, storage_id: &str) -> Result<(), VaultError> {
+        match self.store.objects.delete(&storage_id.into()).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(e.into()),
+        }
     }
 
     fn wrap(&self, document_id: &str, data_key: &[u8; 32]) -> Result<Vec<u8>, VaultError> {
@@ -282,6 +291,7 @@ mod tests {
         let store = Store {
             objects: Arc::new(store),
             part_size: 100_000,
+            local_root: Some(files.canonicalize().unwrap_or_else(|e| unreachable!("{e}"))),
         };
         Vault::open(&dir.join("keys/documents.key"), store, true)
             .unwrap_or_else(|e| unreachable!("{e}"))
@@ -352,6 +362,7 @@ mod tests {
         let store = Store {
             objects: Arc::new(object_store::memory::InMemory::new()),
             part_size: 100_000,
+            local_root: None,
         };
         assert!(matches!(
             Vault::open(&file, store, false),

@@ -1,9 +1,14 @@
 //! Durable background jobs. A job is a row; runners claim due rows with a lease (PostgreSQL:
 //! `FOR UPDATE SKIP LOCKED`; SQLite: one atomic `UPDATE … RETURNING`), run the handler for its kind,
 //! and mark it done only after the handler succeeded. A failure is retried with exponential backoff
-//! until `max_attempts`, then marked failed. A lease that runs out (a crashed process) makes the job
-//! claimable again, so handlers must be idempotent. On shutdown runners stop claiming, let running
-//! jobs finish within a grace period, and release the ones that did not.
+//! until `max_attempts`, then marked failed. Handlers must be idempotent.
+//!
+//! Each kind belongs to a lane (alerts, documents, housekeeping) with runners of its own, so a
+//! lane full of slow work never delays another. Every run has its lane's time limit; while it
+//! runs, its runner renews the lease, so only a dead process's jobs are taken over (when the
+//! lease runs out). The attempt number is the lease's fencing token: a runner whose job was taken
+//! over cannot also finish it. On shutdown runners stop claiming, let running jobs finish within
+//! a grace period, and release the ones that did not.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -17,9 +22,9 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::clock::SharedClock;
-use crate::config::{Backend, JobsConfig};
+use crate::config::{Backend, JobsConfig, LaneConfig};
 use crate::db::Db;
-use crate::telemetry::{JobLabels, Metrics};
+use crate::telemetry::{JobLabels, LaneMetrics, Metrics};
 
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
@@ -45,8 +50,48 @@ pub struct JobContext {
     pub clock: SharedClock,
 }
 
+/// The lanes: each kind of job runs in one, on runners of its own (`jobs.lanes`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Lane {
+    /// Alerts delivered to the inbox and by e-mail: never behind documents.
+    Alerts,
+    /// Documents read by OCR, removed documents' files deleted.
+    Documents,
+    /// Sweeps and purges.
+    Housekeeping,
+}
+
+impl Lane {
+    pub const ALL: [Lane; 3] = [Lane::Alerts, Lane::Documents, Lane::Housekeeping];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Lane::Alerts => "alerts",
+            Lane::Documents => "documents",
+            Lane::Housekeeping => "housekeeping",
+        }
+    }
+
+    pub fn config(self, jobs: &JobsConfig) -> LaneConfig {
+        match self {
+            Lane::Alerts => jobs.lanes.alerts,
+            Lane::Documents => jobs.lanes.documents,
+            Lane::Housekeeping => jobs.lanes.housekeeping,
+        }
+    }
+}
+
 pub trait JobHandler: Send + Sync {
+    /// The lane this kind of job runs in.
+    fn lane(&self) -> Lane {
+        Lane::Housekeeping
+    }
     fn run<'a>(&'a self, ctx: &'a JobContext, job: &'a Job) -> BoxFuture<'a, Result<(), JobError>>;
+    /// Called once when the last attempt failed (an error or the lane's time limit): what the
+    /// job was for can be marked as given up.
+    fn gave_up<'a>(&'a self, _ctx: &'a JobContext, _job: &'a Job) -> BoxFuture<'a, ()> {
+        Box::pin(async {})
+    }
 }
 
 pub type Handlers = HashMap<&'static str, Arc<dyn JobHandler>>;
@@ -122,13 +167,17 @@ where
     Ok(query.execute(executor).await?.rows_affected())
 }
 
-/// Claims the next due job (or one whose lease ran out) for `runner`.
+/// Claims the next due job of one of `kinds` (or one whose lease ran out) for `runner`.
 pub async fn claim(
     db: &Db,
     runner: &str,
+    kinds: &[&str],
     now_ms: i64,
     lease_ms: i64,
 ) -> Result<Option<Job>, sqlx::Error> {
+    if kinds.is_empty() {
+        return Ok(None);
+    }
     let lock = match db.backend {
         Backend::Postgres => "FOR UPDATE SKIP LOCKED",
         Backend::Sqlite => "",
@@ -136,16 +185,20 @@ pub async fn claim(
     let sql = format!(
         "UPDATE jobs SET status = 'running', locked_by = $1, lease_until = $2, attempts = attempts + 1, updated_at = $3 \
          WHERE id IN (SELECT id FROM jobs \
-                      WHERE (status = 'pending' AND run_at <= $3) OR (status = 'running' AND lease_until < $3) \
+                      WHERE kind IN ({kinds}) \
+                        AND ((status = 'pending' AND run_at <= $3) OR (status = 'running' AND lease_until < $3)) \
                       ORDER BY run_at, id LIMIT 1 {lock}) \
-         RETURNING id, kind, payload, attempts, max_attempts"
+         RETURNING id, kind, payload, attempts, max_attempts",
+        kinds = crate::db::placeholders(4, kinds.len())
     );
-    let row: Option<(i64, String, String, i64, i64)> = sqlx::query_as(&sql)
+    let mut query = sqlx::query_as(&sql)
         .bind(runner)
         .bind(now_ms + lease_ms)
-        .bind(now_ms)
-        .fetch_optional(&db.pool)
-        .await?;
+        .bind(now_ms);
+    for kind in kinds {
+        query = query.bind(*kind);
+    }
+    let row: Option<(i64, String, String, i64, i64)> = query.fetch_optional(&db.pool).await?;
     Ok(row.map(|(id, kind, payload, attempts, max_attempts)| Job {
         id,
         kind,
@@ -155,6 +208,27 @@ pub async fn claim(
     }))
 }
 
+/// Extends the lease of a job `runner` still holds; false when it was taken over (its lease ran
+/// out and another runner claimed it: this runner must not finish it).
+pub async fn renew(
+    db: &Db,
+    job: &Job,
+    runner: &str,
+    now_ms: i64,
+    lease_ms: i64,
+) -> Result<bool, sqlx::Error> {
+    let done = sqlx::query(
+        "UPDATE jobs SET lease_until = $1 WHERE id = $2 AND locked_by = $3 AND attempts = $4 AND status = 'running'",
+    )
+    .bind(now_ms + lease_ms)
+    .bind(job.id)
+    .bind(runner)
+    .bind(job.attempts)
+    .execute(&db.pool)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
 /// The delay before attempt `attempts + 1`: 5 s doubling, capped at one hour, with 20 % jitter.
 pub fn backoff_ms(attempts: i64) -> i64 {
     let exp = attempts.clamp(1, 20) - 1;
@@ -162,21 +236,23 @@ pub fn backoff_ms(attempts: i64) -> i64 {
     base + rand::rng().random_range(0..=base / 5)
 }
 
-async fn finish(
+/// Records the outcome of `job`'s attempt; false when the runner no longer held it.
+pub async fn finish(
     db: &Db,
     job: &Job,
     runner: &str,
     now_ms: i64,
     result: &Result<(), JobError>,
-) -> Result<(), sqlx::Error> {
-    match result {
+) -> Result<bool, sqlx::Error> {
+    let done = match result {
         Ok(()) => {
-            sqlx::query("UPDATE jobs SET status = 'done', lease_until = NULL, last_error = NULL, updated_at = $1 WHERE id = $2 AND locked_by = $3")
+            sqlx::query("UPDATE jobs SET status = 'done', lease_until = NULL, last_error = NULL, updated_at = $1 WHERE id = $2 AND locked_by = $3 AND attempts = $4 AND status = 'running'")
                 .bind(now_ms)
                 .bind(job.id)
                 .bind(runner)
+                .bind(job.attempts)
                 .execute(&db.pool)
-                .await?;
+                .await?
         }
         Err(e) => {
             let message: String = e.0.chars().take(500).collect();
@@ -185,29 +261,48 @@ async fn finish(
             } else {
                 ("pending", now_ms + backoff_ms(job.attempts))
             };
-            sqlx::query("UPDATE jobs SET status = $1, run_at = $2, locked_by = NULL, lease_until = NULL, last_error = $3, updated_at = $4 WHERE id = $5 AND locked_by = $6")
+            sqlx::query("UPDATE jobs SET status = $1, run_at = $2, locked_by = NULL, lease_until = NULL, last_error = $3, updated_at = $4 WHERE id = $5 AND locked_by = $6 AND attempts = $7 AND status = 'running'")
                 .bind(status)
                 .bind(run_at)
                 .bind(message)
                 .bind(now_ms)
                 .bind(job.id)
                 .bind(runner)
+                .bind(job.attempts)
                 .execute(&db.pool)
-                .await?;
+                .await?
         }
-    }
-    Ok(())
+    };
+    Ok(done.rows_affected() == 1)
 }
 
 /// Gives a claimed job back, as if this attempt had not happened.
 async fn release(db: &Db, job: &Job, runner: &str, now_ms: i64) -> Result<(), sqlx::Error> {
-    sqlx::query("UPDATE jobs SET status = 'pending', attempts = attempts - 1, locked_by = NULL, lease_until = NULL, updated_at = $1 WHERE id = $2 AND locked_by = $3")
+    sqlx::query("UPDATE jobs SET status = 'pending', attempts = attempts - 1, locked_by = NULL, lease_until = NULL, updated_at = $1 WHERE id = $2 AND locked_by = $3 AND attempts = $4 AND status = 'running'")
         .bind(now_ms)
         .bind(job.id)
         .bind(runner)
+        .bind(job.attempts)
         .execute(&db.pool)
         .await?;
     Ok(())
+}
+
+/// Per kind: jobs due and waiting, the oldest one's due time, jobs failed for good.
+async fn backlog(
+    db: &Db,
+    now_ms: i64,
+) -> Result<Vec<(String, i64, Option<i64>, i64)>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT kind, \
+                CAST(SUM(CASE WHEN status = 'pending' AND run_at <= $1 THEN 1 ELSE 0 END) AS BIGINT), \
+                MIN(CASE WHEN status = 'pending' AND run_at <= $1 THEN run_at END), \
+                CAST(SUM(CASE WHEN status = 'failed' THEN 1 ELSE 0 END) AS BIGINT) \
+         FROM jobs WHERE status IN ('pending', 'failed') GROUP BY kind",
+    )
+    .bind(now_ms)
+    .fetch_all(&db.pool)
+    .await
 }
 
 pub struct Worker {
@@ -236,38 +331,117 @@ impl WorkerHandle {
 }
 
 impl Worker {
+    /// Starts each lane's runners (none when `jobs.run` is false), and the lanes' gauges.
     pub fn spawn(self) -> WorkerHandle {
         let (stop, stopped) = watch::channel(false);
         let handlers = Arc::new(self.handlers);
         let prefix = uuid::Uuid::new_v4().simple().to_string();
-        let tasks = (0..self.config.workers)
-            .map(|n| {
+        let mut tasks = Vec::new();
+        if !self.config.run {
+            return WorkerHandle { stop, tasks };
+        }
+        for lane in Lane::ALL {
+            let kinds: Arc<Vec<&'static str>> = Arc::new(
+                handlers
+                    .iter()
+                    .filter(|(_, h)| h.lane() == lane)
+                    .map(|(k, _)| *k)
+                    .collect(),
+            );
+            let config = lane.config(&self.config);
+            if kinds.is_empty() {
+                continue;
+            }
+            for n in 0..config.workers {
                 let runner = Runner {
-                    name: format!("{}-{n}", &prefix[..12]),
+                    name: format!("{}-{}-{n}", &prefix[..12], lane.name()),
+                    lane,
+                    kinds: kinds.clone(),
                     ctx: self.ctx.clone(),
                     handlers: handlers.clone(),
-                    lease_ms: self.config.lease_seconds * 1000,
+                    lease_ms: self.config.lease_seconds.max(1) * 1000,
+                    timeout: Duration::from_secs(config.timeout_seconds.max(1)),
                     grace: Duration::from_secs(self.config.shutdown_grace_seconds),
                     poll: self.poll_interval,
                     metrics: self.metrics.clone(),
                     stopped: stopped.clone(),
                 };
-                tokio::spawn(runner.run())
-            })
-            .collect();
+                tasks.push(tokio::spawn(runner.run()));
+            }
+        }
+        tasks.push(tokio::spawn(gauges(
+            self.ctx.clone(),
+            handlers,
+            self.metrics.clone(),
+            stopped,
+        )));
         WorkerHandle { stop, tasks }
+    }
+}
+
+/// Keeps the lanes' gauges (queued, oldest due, failed) up to date, every few seconds.
+async fn gauges(
+    ctx: JobContext,
+    handlers: Arc<Handlers>,
+    metrics: Arc<Metrics>,
+    mut stopped: watch::Receiver<bool>,
+) {
+    loop {
+        let now = ctx.clock.now_ms();
+        match backlog(&ctx.db, now).await {
+            Ok(rows) => {
+                let mut per_lane: HashMap<Lane, (i64, Option<i64>, i64)> =
+                    Lane::ALL.iter().map(|l| (*l, (0, None, 0))).collect();
+                for (kind, queued, oldest, failed) in rows {
+                    let lane = handlers
+                        .get(kind.as_str())
+                        .map_or(Lane::Housekeeping, |h| h.lane());
+                    let entry = per_lane.entry(lane).or_insert((0, None, 0));
+                    entry.0 += queued;
+                    entry.1 = match (entry.1, oldest) {
+                        (Some(a), Some(b)) => Some(a.min(b)),
+                        (a, b) => a.or(b),
+                    };
+                    entry.2 += failed;
+                }
+                for (lane, (queued, oldest, failed)) in per_lane {
+                    let name = lane.name();
+                    LaneMetrics::lane(&metrics.lanes.queued, name).set(queued);
+                    LaneMetrics::lane(&metrics.lanes.oldest_due_seconds, name)
+                        .set(oldest.map_or(0, |t| (now - t).max(0) / 1000));
+                    LaneMetrics::lane(&metrics.lanes.failed, name).set(failed);
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "reading the job lanes' backlog failed"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(5)) => {}
+            _ = stopped.changed() => return,
+        }
     }
 }
 
 struct Runner {
     name: String,
+    lane: Lane,
+    kinds: Arc<Vec<&'static str>>,
     ctx: JobContext,
     handlers: Arc<Handlers>,
     lease_ms: i64,
+    timeout: Duration,
     grace: Duration,
     poll: Duration,
     metrics: Arc<Metrics>,
     stopped: watch::Receiver<bool>,
+}
+
+/// How an attempt ended, for the runner.
+enum Ended {
+    Ran(Result<(), JobError>),
+    /// Shutting down: given back.
+    Released,
+    /// Another runner took the job over: nothing to record.
+    TakenOver,
 }
 
 impl Runner {
@@ -277,7 +451,7 @@ impl Runner {
                 return;
             }
             let now = self.ctx.clock.now_ms();
-            match claim(&self.ctx.db, &self.name, now, self.lease_ms).await {
+            match claim(&self.ctx.db, &self.name, &self.kinds, now, self.lease_ms).await {
                 Ok(Some(job)) => self.run_job(job).await,
                 Ok(None) => self.idle(self.poll).await,
                 Err(e) => {
@@ -295,20 +469,42 @@ impl Runner {
         }
     }
 
+    /// Renews the lease every third of it until the job is taken over (then returns).
+    async fn keep_lease(&self, job: &Job) {
+        let every = Duration::from_millis(u64::try_from(self.lease_ms / 3).unwrap_or(1000).max(10));
+        loop {
+            tokio::time::sleep(every).await;
+            let now = self.ctx.clock.now_ms();
+            match renew(&self.ctx.db, job, &self.name, now, self.lease_ms).await {
+                Ok(true) => {}
+                Ok(false) => return,
+                Err(e) => tracing::warn!(error = %e, "renewing a job's lease failed"),
+            }
+        }
+    }
+
     async fn run_job(&mut self, job: Job) {
         let span =
             tracing::info_span!("job", id = job.id, kind = %job.kind, attempt = job.attempts);
         let _guard = span.enter();
-        self.metrics.jobs_running.inc();
-        let handler = self.handlers.get(job.kind.as_str()).cloned();
-        let outcome = match handler {
-            None => Some(Err(JobError(format!(
+        let running = LaneMetrics::lane(&self.metrics.lanes.running, self.lane.name());
+        running.inc();
+        let ended = match self.handlers.get(job.kind.as_str()).cloned() {
+            None => Ended::Ran(Err(JobError(format!(
                 "no handler for job kind '{}'",
                 job.kind
             )))),
             Some(handler) => {
-                let work = handler.run(&self.ctx, &job);
-                tokio::pin!(work);
+                let timeout = self.timeout;
+                let work = async {
+                    match tokio::time::timeout(timeout, handler.run(&self.ctx, &job)).await {
+                        Ok(result) => result,
+                        Err(_) => Err(JobError(format!(
+                            "time limit of {} s exceeded",
+                            timeout.as_secs()
+                        ))),
+                    }
+                };
                 let mut stopped = self.stopped.clone();
                 let grace = self.grace;
                 let deadline = async move {
@@ -320,15 +516,16 @@ impl Runner {
                     tokio::time::sleep(grace).await;
                 };
                 tokio::select! {
-                    result = &mut work => Some(result),
-                    _ = deadline => None,
+                    result = work => Ended::Ran(result),
+                    _ = deadline => Ended::Released,
+                    _ = self.keep_lease(&job) => Ended::TakenOver,
                 }
             }
         };
-        self.metrics.jobs_running.dec();
+        running.dec();
         let now = self.ctx.clock.now_ms();
-        let (label, stored) = match &outcome {
-            Some(result) => {
+        let (label, stored) = match &ended {
+            Ended::Ran(result) => {
                 let label = match result {
                     Ok(()) => "done",
                     Err(_) if job.attempts >= job.max_attempts => "failed",
@@ -337,17 +534,27 @@ impl Runner {
                 if let Err(e) = result {
                     tracing::warn!(error = %e, "job failed");
                 }
-                (
-                    label,
-                    finish(&self.ctx.db, &job, &self.name, now, result).await,
-                )
+                let stored = finish(&self.ctx.db, &job, &self.name, now, result).await;
+                if label == "failed" && matches!(stored, Ok(true)) {
+                    if let Some(handler) = self.handlers.get(job.kind.as_str()) {
+                        handler.gave_up(&self.ctx, &job).await;
+                    }
+                }
+                match stored {
+                    Ok(false) => ("taken_over", Ok(())),
+                    other => (label, other.map(|_| ())),
+                }
             }
-            None => {
+            Ended::Released => {
                 tracing::info!("shutting down: job released");
                 (
                     "released",
                     release(&self.ctx.db, &job, &self.name, now).await,
                 )
+            }
+            Ended::TakenOver => {
+                tracing::warn!("the job's lease was taken over: this attempt stops");
+                ("taken_over", Ok(()))
             }
         };
         if let Err(e) = stored {
