@@ -20,6 +20,7 @@ mod cli;
 mod csi;
 mod delegations;
 mod documents;
+mod intake;
 mod jobs;
 mod login;
 mod pages;

@@ -30,6 +30,8 @@ impl Default for PdfPolicy {
 pub enum PdfRefusal {
     NotPdf,
     Unreadable,
+    /// Cut short, or missing the objects its pages need (an upload or a save interrupted).
+    Damaged,
     Encrypted,
     JavaScript,
     LaunchAction,
@@ -50,6 +52,7 @@ impl PdfRefusal {
         match self {
             PdfRefusal::NotPdf => "Il file non è un PDF valido. Carica un PDF, o una foto JPEG o PNG del documento.".into(),
             PdfRefusal::Unreadable => "Il PDF è danneggiato e non si riesce a leggere. Prova a salvarlo di nuovo o a stamparlo in PDF, poi ricaricalo.".into(),
+            PdfRefusal::Damaged => "Il PDF è incompleto o danneggiato: forse il salvataggio o lo scaricamento si è interrotto. Aprilo per controllare che si veda tutto, salvalo di nuovo (o stampalo in PDF) e ricaricalo.".into(),
             PdfRefusal::Encrypted => "Il PDF è protetto da password. Togli la protezione (o stampalo in PDF) e ricaricalo.".into(),
             PdfRefusal::JavaScript | PdfRefusal::LaunchAction => "Il PDF contiene codice o comandi automatici, che non accettiamo per sicurezza. Stampalo in PDF (\"Stampa\" → \"Salva come PDF\") e ricarica quel file.".into(),
             PdfRefusal::EmbeddedFiles => "Il PDF contiene altri file allegati al suo interno. Carica ogni documento come file separato.".into(),
@@ -82,6 +85,9 @@ pub fn inspect(
     if !head.windows(5).any(|w| w == b"%PDF-") {
         return Err(PdfRefusal::NotPdf);
     }
+    if !complete(bytes) {
+        return Err(PdfRefusal::Damaged);
+    }
     let doc = Document::load_mem(bytes).map_err(|e| match e {
         lopdf::Error::Decryption(_) | lopdf::Error::InvalidPassword => PdfRefusal::Encrypted,
         // A protection lopdf cannot open still says so in its trailer.
@@ -104,6 +110,17 @@ pub fn inspect(
             max: policy.max_pages,
         });
     }
+    // Every page's content must be there: a reader that rebuilt a broken cross-reference table
+    // may have found the pages but not what is drawn on them.
+    for id in pages.values() {
+        if doc
+            .get_page_contents(*id)
+            .iter()
+            .any(|content| doc.get_object(*content).is_err())
+        {
+            return Err(PdfRefusal::Damaged);
+        }
+    }
     let numbers: Vec<u32> = pages.keys().copied().collect();
     let text = match doc.extract_text_with_limit(&numbers, policy.max_page_content_bytes) {
         Ok(t) => Some(t.trim().to_string()).filter(|t| !t.is_empty()),
@@ -122,6 +139,14 @@ pub fn inspect(
         text,
         scans,
     })
+}
+
+/// Whether the file ends as a PDF does: `startxref` and `%%EOF` in its last 2 KiB (a little
+/// trailing junk allowed). A file cut short lacks them; its earlier objects may still parse.
+fn complete(bytes: &[u8]) -> bool {
+    let tail = &bytes[bytes.len().saturating_sub(2048)..];
+    let has = |needle: &[u8]| tail.windows(needle.len()).any(|w| w == needle);
+    has(b"startxref") && has(b"%%EOF")
 }
 
 fn name_is(dict: &Dictionary, key: &[u8], value: &[u8]) -> bool {
@@ -308,9 +333,31 @@ mod tests {
                 &policy,
                 &ImagePolicy::default()
             ),
-            Err(PdfRefusal::Unreadable)
+            Err(PdfRefusal::Damaged)
         );
         assert!(PdfRefusal::Encrypted.message().contains("password"));
+    }
+
+    #[test]
+    fn a_pdf_cut_short_is_refused_as_damaged() {
+        let whole = pdf(2, "Modulo", None);
+        assert!(inspect(&whole, &PdfPolicy::default(), &ImagePolicy::default()).is_ok());
+        for cut in [whole.len() / 2, whole.len() - 40, whole.len() * 3 / 4] {
+            assert_eq!(
+                inspect(
+                    &whole[..cut],
+                    &PdfPolicy::default(),
+                    &ImagePolicy::default()
+                ),
+                Err(PdfRefusal::Damaged),
+                "cut at {cut} of {}",
+                whole.len()
+            );
+        }
+        // Trailing junk after %%EOF, as some scanners write, is still accepted.
+        let mut padded = whole.clone();
+        padded.extend_from_slice(b"\r\n\0\0\0");
+        assert!(inspect(&padded, &PdfPolicy::default(), &ImagePolicy::default()).is_ok());
     }
 
     #[test]

@@ -382,6 +382,10 @@ pub struct DocumentsConfig {
     pub ocr_language: String,
     /// Where the encrypted files are kept.
     pub storage: StorageConfig,
+    /// Days the documents of a closed pratica (accolta, respinta, ritirata, annullata) are kept
+    /// after it closed; then their stored bytes are deleted. Unset: kept (the ente's records
+    /// policy decides).
+    pub retention_days: Option<u32>,
 }
 
 /// Where the documents' encrypted files are kept, through `object_store`: a local folder (the
@@ -437,6 +441,7 @@ impl Default for DocumentsConfig {
             ocr_language: "ita".into(),
             clamd: None,
             storage: StorageConfig::default(),
+            retention_days: None,
         }
     }
 }

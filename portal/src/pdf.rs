@@ -1,6 +1,10 @@
 //! A small writer of text PDFs with lopdf: A4 pages, the standard Helvetica fonts (WinAnsi), wrapped
 //! paragraphs, page breaks, a footer with page numbers, a QR code. The receipt of a pratica and the
 //! export of a person's data are written with it; `pdftotext` and every reader read them.
+//!
+//! Pages meant to be read back by OCR (the standard paper forms, [`Writer::for_reading_back`])
+//! print their values in DejaVu Sans Mono Bold, embedded in the file (`forms/fonts/`), so the
+//! printed glyphs are the same on every machine and viewer: I/l/1 and O/0 stand apart.
 
 use lopdf::content::{Content, Operation};
 use lopdf::{dictionary, Document, Object, Stream, StringFormat};
@@ -72,7 +76,13 @@ pub fn wrap(text: &str, width: usize) -> Vec<String> {
 pub struct Writer {
     pages: Vec<Vec<Operation>>,
     pub y: f32,
+    /// The fixed-width values in the embedded font (pages read back by OCR).
+    embed_mono: bool,
 }
+
+/// The fixed-width face embedded in pages read back by OCR (Bitstream Vera licence, see
+/// `forms/fonts/LICENSE-DejaVu.txt`).
+const MONO_TTF: &[u8] = include_bytes!("../../forms/fonts/DejaVuSansMono-Bold.ttf");
 
 /// Lays text out on A4 pages, top to bottom.
 impl Writer {
@@ -80,6 +90,15 @@ impl Writer {
         Writer {
             pages: vec![Vec::new()],
             y: PAGE_H - MARGIN,
+            embed_mono: false,
+        }
+    }
+
+    /// A writer whose fixed-width values use the embedded font (see the module's note).
+    pub fn for_reading_back() -> Writer {
+        Writer {
+            embed_mono: true,
+            ..Writer::new()
         }
     }
 
@@ -102,8 +121,9 @@ impl Writer {
         self.text_in(if bold { "F2" } else { "F1" }, x, y, size, text);
     }
 
-    /// Text in a fixed-width font (Courier Bold), at `y` points from the top: codes and numbers
-    /// that are read back by OCR, where every character must stand apart.
+    /// Text in a fixed-width font (Courier Bold, or the embedded DejaVu Sans Mono Bold), at `y`
+    /// points from the top: codes and numbers that are read back by OCR, where every character
+    /// must stand apart.
     pub fn mono_top(&mut self, x: f32, y: f32, size: f32, text: &str) {
         self.text_in("F3", x, PAGE_H - y, size, text);
     }
@@ -190,7 +210,7 @@ impl Writer {
 impl Writer {
     /// The document, titled `title`, each page's footer starting with `footer`.
     pub fn finish(self, title: &str, footer: &str) -> Result<Vec<u8>, PdfError> {
-        build(self.pages, title, footer)
+        build(self.pages, title, footer, self.embed_mono)
     }
 }
 
@@ -200,7 +220,42 @@ impl Default for Writer {
     }
 }
 
-fn build(pages: Vec<Vec<Operation>>, title: &str, footer: &str) -> Result<Vec<u8>, PdfError> {
+/// A PDF text string readable in every viewer: UTF-16BE with its byte-order mark.
+pub fn text_string(text: &str) -> Object {
+    let mut bytes = vec![0xFE, 0xFF];
+    for unit in text.encode_utf16() {
+        bytes.extend_from_slice(&unit.to_be_bytes());
+    }
+    Object::String(bytes, StringFormat::Hexadecimal)
+}
+
+/// The embedded TrueType font (WinAnsi; every glyph 602/1000 wide).
+fn embedded_mono(doc: &mut Document) -> lopdf::ObjectId {
+    let file = doc.add_object(Stream::new(
+        dictionary! { "Length1" => MONO_TTF.len() as i64 },
+        MONO_TTF.to_vec(),
+    ));
+    let descriptor = doc.add_object(dictionary! {
+        "Type" => "FontDescriptor", "FontName" => "DejaVuSansMono-Bold",
+        // Fixed pitch, non-symbolic.
+        "Flags" => 33, "FontBBox" => vec![(-447).into(), (-394).into(), 732.into(), 1041.into()],
+        "ItalicAngle" => 0, "Ascent" => 928, "Descent" => -236, "CapHeight" => 729,
+        "StemV" => 120, "FontFile2" => file,
+    });
+    let widths: Vec<Object> = (32..=255).map(|_| Object::Integer(602)).collect();
+    doc.add_object(dictionary! {
+        "Type" => "Font", "Subtype" => "TrueType", "BaseFont" => "DejaVuSansMono-Bold",
+        "FirstChar" => 32, "LastChar" => 255, "Widths" => widths,
+        "Encoding" => "WinAnsiEncoding", "FontDescriptor" => descriptor,
+    })
+}
+
+fn build(
+    pages: Vec<Vec<Operation>>,
+    title: &str,
+    footer: &str,
+    embed_mono: bool,
+) -> Result<Vec<u8>, PdfError> {
     let err = |e: lopdf::Error| PdfError::Pdf(e.to_string());
     let mut doc = Document::with_version("1.5");
     let pages_id = doc.new_object_id();
@@ -210,9 +265,13 @@ fn build(pages: Vec<Vec<Operation>>, title: &str, footer: &str) -> Result<Vec<u8
     let bold = doc.add_object(dictionary! {
         "Type" => "Font", "Subtype" => "Type1", "BaseFont" => "Helvetica-Bold", "Encoding" => "WinAnsiEncoding",
     });
-    let mono = doc.add_object(dictionary! {
-        "Type" => "Font", "Subtype" => "Type1", "BaseFont" => "Courier-Bold", "Encoding" => "WinAnsiEncoding",
-    });
+    let mono = if embed_mono {
+        embedded_mono(&mut doc)
+    } else {
+        doc.add_object(dictionary! {
+            "Type" => "Font", "Subtype" => "Type1", "BaseFont" => "Courier-Bold", "Encoding" => "WinAnsiEncoding",
+        })
+    };
     let resources = doc.add_object(dictionary! {
         "Font" => dictionary! { "F1" => regular, "F2" => bold, "F3" => mono },
     });
@@ -246,7 +305,7 @@ fn build(pages: Vec<Vec<Operation>>, title: &str, footer: &str) -> Result<Vec<u8
         }),
     );
     let info = doc.add_object(dictionary! {
-        "Title" => Object::string_literal(title),
+        "Title" => text_string(title),
         "Producer" => Object::string_literal("Sportello"),
     });
     let catalog = doc.add_object(dictionary! { "Type" => "Catalog", "Pages" => pages_id });
@@ -268,5 +327,9 @@ mod tests {
         assert_eq!(wrap("uno due tre", 7), vec!["uno due", "tre"]);
         assert_eq!(wrap("abcdefghij", 4), vec!["abcd", "efgh", "ij"]);
         assert_eq!(win_ansi("è €"), vec![0xE8, b' ', 0x80]);
+        assert_eq!(
+            text_string("è"),
+            Object::String(vec![0xFE, 0xFF, 0x00, 0xE8], StringFormat::Hexadecimal)
+        );
     }
 }

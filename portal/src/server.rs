@@ -490,6 +490,22 @@ impl Server {
             }),
         );
         handlers.insert(
+            crate::documents::purge::JOB,
+            Arc::new(crate::documents::purge::Purge {
+                vault: state.vault.clone(),
+                retention_days: config.documents.retention_days,
+            }),
+        );
+        handlers.insert(
+            crate::documents::purge::RETENTION_JOB,
+            Arc::new(crate::documents::purge::Retention {
+                retention_days: config.documents.retention_days,
+            }),
+        );
+        crate::documents::purge::schedule_retention(&db, clock.now_ms(), 60_000)
+            .await
+            .map_err(crate::db::DbError::from)?;
+        handlers.insert(
             crate::alerts::sweep::SWEEP_JOB,
             Arc::new(crate::alerts::sweep::Sweep {
                 catalogue: state.catalogue.clone(),
@@ -526,6 +542,11 @@ impl Server {
             ocr,
             desk_db,
         })
+    }
+
+    /// The pids of the OCR worker processes alive now.
+    pub fn ocr_workers(&self) -> Vec<u32> {
+        self.ocr.workers()
     }
 
     /// Stops accepting requests, finishes those in flight, stops the workers, closes the database.

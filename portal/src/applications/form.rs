@@ -483,8 +483,9 @@ fn check_value(field: &Field, value: &mut Value, today: Date) -> Result<(), Stri
             Ok(())
         };
     }
+    // Invisible and reordering characters never count: `U+200B` alone is an empty answer.
     let text = match value {
-        Value::String(s) => s.trim().to_string(),
+        Value::String(s) => crate::domain::text::clean(s).trim().to_string(),
         _ => String::new(),
     };
     if text.is_empty() {

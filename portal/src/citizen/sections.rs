@@ -21,7 +21,8 @@ fn service_title(state: &AppState, code: &str) -> String {
 
 #[derive(Debug, Serialize)]
 pub struct DocumentItem {
-    pub href: String,
+    /// Only for an accepted document (a refused one was never kept).
+    pub href: Option<String>,
     pub label: String,
     pub pratica: String,
     pub pratica_href: String,
@@ -29,6 +30,9 @@ pub struct DocumentItem {
     pub reason: Option<String>,
     pub size: String,
     pub uploaded: String,
+    /// "In lettura", "Letto", "Non leggibile", and why it was not read.
+    pub reading: Option<&'static str>,
+    pub reading_reason: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -48,6 +52,9 @@ type DocRow = (
     String,
     Option<String>,
     String,
+    Option<String>,
+    Option<String>,
+    Option<i64>,
 );
 
 /// The person's documents (not removed), newest first, and the receipts of their sent pratiche.
@@ -56,7 +63,7 @@ pub async fn documents(
     cf: &str,
 ) -> Result<(Vec<DocumentItem>, Vec<ReceiptItem>), AppError> {
     let rows: Vec<DocRow> = sqlx::query_as(
-        "SELECT d.id, d.label, d.status, d.reason, d.size, d.created_at, a.id, a.numero, a.service_code \
+        "SELECT d.id, d.label, d.status, d.reason, d.size, d.created_at, a.id, a.numero, a.service_code, d.ocr_status, d.ocr_reason, d.purged_at \
          FROM documents d JOIN applications a ON a.id = d.application_id \
          WHERE a.applicant_cf = $1 AND d.removed_at IS NULL ORDER BY d.created_at DESC, d.id",
     )
@@ -67,8 +74,24 @@ pub async fn documents(
     let documents = rows
         .into_iter()
         .map(
-            |(id, label, status, reason, size, at, app, numero, service)| DocumentItem {
-                href: format!("/documenti/{id}"),
+            |(
+                id,
+                label,
+                status,
+                reason,
+                size,
+                at,
+                app,
+                numero,
+                service,
+                ocr,
+                ocr_reason,
+                purged,
+            )| DocumentItem {
+                href: (status == "accettato" && purged.is_none())
+                    .then(|| format!("/documenti/{id}")),
+                reading: crate::documents::reading_label(ocr.as_deref()),
+                reading_reason: ocr_reason,
                 label,
                 pratica: match numero {
                     Some(n) => format!("Pratica {n} — {}", title(&service)),

@@ -10,6 +10,7 @@
 pub mod clamd;
 pub mod ocr;
 pub mod paper;
+pub mod purge;
 pub mod sandbox;
 pub mod storage;
 pub mod vault;
@@ -54,6 +55,8 @@ pub struct Document {
     pub created_at: i64,
     /// `in_lettura`, `letto`, `illeggibile`, or nothing to read.
     pub ocr_status: Option<String>,
+    /// Why it could not be read (`illeggibile`).
+    pub ocr_reason: Option<String>,
     pub ocr_confidence: Option<i32>,
     /// The standard form recognised, and whether its signature box holds ink.
     pub form_code: Option<String>,
@@ -89,14 +92,19 @@ impl Document {
         status_label(&self.status)
     }
 
-    /// Where its reading is: "In lettura", "Letto", "Non leggibile"; nothing when not read.
     pub fn reading_label(&self) -> Option<&'static str> {
-        match self.ocr_status.as_deref() {
-            Some("in_lettura") => Some("In lettura"),
-            Some("letto") => Some("Letto"),
-            Some("illeggibile") => Some("Non leggibile"),
-            _ => None,
-        }
+        reading_label(self.ocr_status.as_deref())
+    }
+}
+
+/// Where a document's reading is (`documents.ocr_status`): "In lettura", "Letto", "Non
+/// leggibile"; nothing when there is nothing to read.
+pub fn reading_label(ocr_status: Option<&str>) -> Option<&'static str> {
+    match ocr_status {
+        Some("in_lettura") => Some("In lettura"),
+        Some("letto") => Some("Letto"),
+        Some("illeggibile") => Some("Non leggibile"),
+        _ => None,
     }
 }
 
@@ -130,7 +138,7 @@ fn views(docs: &[Document]) -> Vec<DocumentView<'_>> {
 
 const COLUMNS: &str =
     "id, application_id, owner_cf, slot, label, kind, size, sha256, status, reason, \
-    pages, created_at, ocr_status, ocr_confidence, form_code, signed";
+    pages, created_at, ocr_status, ocr_confidence, form_code, signed, ocr_reason";
 
 /// The documents of a pratica still kept (not removed), oldest first, with the fields read from
 /// the standard forms among them.
@@ -159,6 +167,7 @@ pub async fn for_application(db: &Db, application_id: &str) -> Result<Vec<Docume
                 pages: r.try_get("pages")?,
                 created_at: r.try_get("created_at")?,
                 ocr_status: r.try_get("ocr_status")?,
+                ocr_reason: r.try_get("ocr_reason")?,
                 ocr_confidence: r.try_get("ocr_confidence")?,
                 form_code: r.try_get("form_code")?,
                 signed: r.try_get::<Option<i32>, _>("signed")?.map(|s| s != 0),
@@ -277,11 +286,15 @@ pub fn csi_event<'a>(now_ms: i64, ente: &str, d: &'a Accepted) -> crate::csi::Ev
     }
 }
 
-/// The name given to the file, as a label only: the last path component, without control
-/// characters, at most 120 characters; never used as a path.
+/// The name given to the file, as a label only: the last path component, without control,
+/// reordering or invisible characters, at most 120 characters; never used as a path.
 pub fn clean_label(name: &str) -> String {
     let base = name.rsplit(['/', '\\']).next().unwrap_or_default();
-    let cleaned: String = base.chars().filter(|c| !c.is_control()).take(120).collect();
+    let cleaned: String = base
+        .chars()
+        .filter(|c| !crate::domain::text::is_hidden(*c) && !c.is_control())
+        .take(120)
+        .collect();
     let cleaned = cleaned.trim().trim_start_matches('.').to_string();
     if cleaned.is_empty() {
         "documento".into()
@@ -869,17 +882,22 @@ async fn remove(
             "Questa pratica è già stata inviata: i documenti non si possono più cambiare.".into(),
         ));
     }
+    // Removed, and its stored bytes deleted by a job queued with it.
+    let now = state.clock.now_ms();
+    let mut tx = state.db.pool.begin().await?;
     let done = sqlx::query(
         "UPDATE documents SET removed_at = $1 WHERE id = $2 AND application_id = $3 AND removed_at IS NULL",
     )
-    .bind(state.clock.now_ms())
+    .bind(now)
     .bind(&doc)
     .bind(&app.id)
-    .execute(&state.db.pool)
+    .execute(&mut *tx)
     .await?;
     if done.rows_affected() == 0 {
         return Err(AppError::NotFound);
     }
+    purge::schedule(&mut *tx, now, &doc).await?;
+    tx.commit().await?;
     let passo = query_step(&req);
     Ok(see_other(&format!(
         "/domande/{}/allegati/{slot}?esito=rimosso{passo}",
@@ -1045,8 +1063,32 @@ pub async fn send(state: &AppState, doc: &Found, inline: bool) -> Result<HttpRes
             }
         },
     );
-    let ascii: String = doc
-        .label
+    Ok(HttpResponse::Ok()
+        .content_type(kind.content_type())
+        .insert_header((
+            "Content-Disposition",
+            content_disposition(&doc.label, kind, inline),
+        ))
+        .insert_header(("X-Content-Type-Options", "nosniff"))
+        .insert_header(("Cache-Control", "no-store"))
+        .streaming(body))
+}
+
+/// The name a download is saved under: the label's name with the extension of the type the
+/// content was verified to be (`relazione.html` holding a PDF is saved as `relazione.pdf`).
+pub fn download_name(label: &str, kind: intake::Kind) -> String {
+    let label = clean_label(label);
+    let stem = match label.rsplit_once('.') {
+        Some((stem, _)) if !stem.trim().is_empty() => stem.trim().to_string(),
+        _ => label,
+    };
+    format!("{stem}.{}", kind.extension())
+}
+
+/// `Content-Disposition` with the download name: an ASCII fallback and the UTF-8 name (RFC 6266).
+fn content_disposition(label: &str, kind: intake::Kind, inline: bool) -> String {
+    let name = download_name(label, kind);
+    let ascii: String = name
         .chars()
         .map(|c| {
             if c.is_ascii_alphanumeric() || "._- ".contains(c) {
@@ -1056,18 +1098,20 @@ pub async fn send(state: &AppState, doc: &Found, inline: bool) -> Result<HttpRes
             }
         })
         .collect();
-    Ok(HttpResponse::Ok()
-        .content_type(kind.content_type())
-        .insert_header((
-            "Content-Disposition",
-            format!(
-                "{}; filename=\"{ascii}\"",
-                if inline { "inline" } else { "attachment" }
-            ),
-        ))
-        .insert_header(("X-Content-Type-Options", "nosniff"))
-        .insert_header(("Cache-Control", "no-store"))
-        .streaming(body))
+    let encoded: String = name
+        .bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+                char::from(b).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect();
+    format!(
+        "{}; filename=\"{ascii}\"; filename*=UTF-8''{encoded}",
+        if inline { "inline" } else { "attachment" }
+    )
 }
 
 fn tampered(e: &vault::VaultError) -> AppError {
@@ -1125,4 +1169,32 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .service(remove)
         .service(download);
     paper::routes(cfg);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_download_name_takes_the_verified_type_s_extension() {
+        assert_eq!(
+            download_name("relazione.html", intake::Kind::Pdf),
+            "relazione.pdf"
+        );
+        assert_eq!(download_name("foto.svg", intake::Kind::Jpeg), "foto.jpg");
+        assert_eq!(
+            download_name("fattura\u{202E}fdp.exe", intake::Kind::Pdf),
+            "fatturafdp.pdf"
+        );
+        assert_eq!(
+            download_name("certificato", intake::Kind::Png),
+            "certificato.png"
+        );
+        assert_eq!(download_name(".exe", intake::Kind::Pdf), "exe.pdf");
+        assert_eq!(download_name("", intake::Kind::Pdf), "documento.pdf");
+        assert_eq!(
+            content_disposition("Attestazione ISEE è.pdf", intake::Kind::Pdf, false),
+            "attachment; filename=\"Attestazione ISEE _.pdf\"; filename*=UTF-8''Attestazione%20ISEE%20%C3%A8.pdf"
+        );
+    }
 }

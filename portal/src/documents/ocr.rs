@@ -91,11 +91,24 @@ pub enum Answer {
     Error(String),
 }
 
-/// A live worker process.
+/// The pids of the worker processes alive.
+type Live = Arc<Mutex<std::collections::BTreeSet<u32>>>;
+
+/// A live worker process (killed when dropped).
 struct Process {
     child: Child,
+    pid: Option<u32>,
     stdin: ChildStdin,
     stdout: BufReader<ChildStdout>,
+    live: Live,
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        if let (Some(pid), Ok(mut live)) = (self.pid, self.live.lock()) {
+            live.remove(&pid);
+        }
+    }
 }
 
 /// The OCR worker processes.
@@ -103,6 +116,7 @@ pub struct OcrPool {
     settings: WorkerSettings,
     idle: Mutex<Vec<Process>>,
     turns: tokio::sync::Semaphore,
+    live: Live,
     pub size: usize,
 }
 
@@ -128,6 +142,7 @@ impl OcrPool {
             settings,
             idle: Mutex::new(Vec::new()),
             turns: tokio::sync::Semaphore::new(size),
+            live: Live::default(),
             size,
         }
     }
@@ -161,10 +176,16 @@ impl OcrPool {
             .stdout
             .take()
             .ok_or_else(|| PageError::Worker("no stdout".into()))?;
+        let pid = child.id();
+        if let (Some(pid), Ok(mut live)) = (pid, self.live.lock()) {
+            live.insert(pid);
+        }
         Ok(Process {
             child,
+            pid,
             stdin,
             stdout: BufReader::new(stdout),
+            live: self.live.clone(),
         })
     }
 
@@ -200,10 +221,12 @@ impl OcrPool {
     async fn on(&self, process: &mut Process, image: &[u8]) -> Result<Answer, PageError> {
         let Process {
             child,
+            pid,
             stdin,
             stdout,
+            ..
         } = process;
-        let pid = child.id();
+        let pid = *pid;
         let cpu_before = pid.and_then(cpu_time).unwrap_or_default();
         let header = format!("{}\n", image.len());
         let sent = async {
@@ -254,6 +277,14 @@ impl OcrPool {
                 }
             }
         }
+    }
+
+    /// The pids of the worker processes now alive (for `/metrics` and the tests).
+    pub fn workers(&self) -> Vec<u32> {
+        self.live
+            .lock()
+            .map(|l| l.iter().copied().collect())
+            .unwrap_or_default()
     }
 
     /// Ends the idle workers (a page being read ends its worker when its caller goes).

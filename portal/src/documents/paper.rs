@@ -139,7 +139,7 @@ impl PaperForm {
         value_of: &dyn Fn(&PaperField) -> String,
     ) -> Result<Vec<u8>, PdfError> {
         let layout = self.layout();
-        let mut w = Writer::new();
+        let mut w = Writer::for_reading_back();
         for m in &layout.marks {
             w.rect_top(m.x, m.y, m.w, m.h, true);
         }

@@ -2,5 +2,6 @@
 
 mod codice_fiscale;
 pub mod italian_time;
+pub mod text;
 
 pub use codice_fiscale::{CodiceFiscale, CodiceFiscaleError};

@@ -87,11 +87,15 @@ async fn guard(req: &mut ServiceRequest) -> Result<(), Error> {
                 .find(|(k, _)| k == "csrf_token")
                 .map(|(_, v)| v.into_owned());
         }
-        if presented.is_none() && is_form {
-            let body = read_body(req).await?;
-            presented = url::form_urlencoded::parse(&body)
-                .find(|(k, _)| k == "csrf_token")
-                .map(|(_, v)| v.into_owned());
+        if is_form {
+            // Every form's answers lose their invisible and reordering characters here, once,
+            // before any handler reads them (see `domain::text`).
+            let body = clean_form(&read_body(req).await?);
+            if presented.is_none() {
+                presented = url::form_urlencoded::parse(&body)
+                    .find(|(k, _)| k == "csrf_token")
+                    .map(|(_, v)| v.into_owned());
+            }
             req.set_payload(Payload::from(body));
         }
         let ok = !expected.is_empty()
@@ -102,6 +106,15 @@ async fn guard(req: &mut ServiceRequest) -> Result<(), Error> {
         }
     }
     Ok(())
+}
+
+/// A form body with each value cleaned of hidden characters (names and order kept).
+fn clean_form(body: &[u8]) -> Bytes {
+    let mut out = url::form_urlencoded::Serializer::new(String::new());
+    for (name, value) in url::form_urlencoded::parse(body) {
+        out.append_pair(&name, &crate::domain::text::clean(&value));
+    }
+    Bytes::from(out.finish())
 }
 
 async fn read_body(req: &mut ServiceRequest) -> Result<Bytes, Error> {
