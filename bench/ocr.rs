@@ -10,19 +10,21 @@
 //!    phone's perspective, JPEG quality 50 — and read back by the portal's reader (QR code,
 //!    registration marks, zones, Tesseract with each field's character set, the kind's
 //!    normalisation). A field counts when the value read is exactly the one printed.
-//! 2. **speed**: the same pages read whole (Tesseract's page mode) by the pool with 1 and with 2
-//!    engines: seconds per page and pages per minute; beside them the `tesseract` command on the
-//!    same images, one after the other, with `OMP_THREAD_LIMIT=1`.
+//! 2. **speed**: the same pages (clean renders) read by the portal's pool of OCR worker processes
+//!    (`sportello ocr-worker`, the path of an upload: form detection, then the page's text) with 1
+//!    and with 2 workers; beside them Tesseract engines in this process (page mode, one thread
+//!    each, as the portal did before the worker processes) and the `tesseract` command on the
+//!    same images, one after the other, with `OMP_THREAD_LIMIT=1`: seconds per page and pages
+//!    per minute.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 #[path = "scans.rs"]
 mod scans;
 
-use std::sync::Arc;
 use std::time::Instant;
 
-use portal::documents::ocr::OcrPool;
+use portal::documents::ocr::{Answer, OcrPool, WorkerSettings};
 use portal::documents::paper::{self, PaperForms};
 use scans::{render, spoil, Damage};
 
@@ -102,8 +104,37 @@ fn damage(i: usize) -> Damage {
     }
 }
 
+/// The pool of worker processes, as the portal configures it by default.
+fn worker_pool(workers: usize, root: &std::path::Path) -> OcrPool {
+    let config = portal::config::DocumentsConfig {
+        intake_program: Some(env!("CARGO_BIN_EXE_sportello").into()),
+        ..Default::default()
+    };
+    OcrPool::start(
+        workers,
+        WorkerSettings::from_config(&config, &root.join("forms")),
+    )
+}
+
+fn png(image: &image::GrayImage) -> Vec<u8> {
+    let mut out = Vec::new();
+    image
+        .write_to(&mut std::io::Cursor::new(&mut out), image::ImageFormat::Png)
+        .expect("PNG");
+    out
+}
+
 fn main() {
-    portal::documents::ocr::ensure_single_threaded_openmp();
+    // OpenMP reads OMP_THREAD_LIMIT when Tesseract loads: the in-process engines below need it
+    // set before this process starts, so it starts again with it once.
+    if std::env::var("OMP_THREAD_LIMIT").as_deref() != Ok("1") {
+        use std::os::unix::process::CommandExt;
+        let error = std::process::Command::new(std::env::current_exe().expect("this program"))
+            .args(std::env::args_os().skip(1))
+            .env("OMP_THREAD_LIMIT", "1")
+            .exec();
+        panic!("could not start again with OMP_THREAD_LIMIT=1: {error}");
+    }
     let n = arg("--forms", 40);
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
     let forms = PaperForms::load(&root.join("forms")).expect("forms/paper");
@@ -122,19 +153,17 @@ fn main() {
             .expect("PDF");
         let clean = render(&pdf, 200);
         let jpeg = spoil(&clean, damage(i));
-        let spoiled = image::load_from_memory(&jpeg).expect("JPEG").to_luma8();
-        corpus.push((form.clone(), i, clean, spoiled));
+        corpus.push((form.clone(), i, clean, jpeg));
     }
     println!("corpus made in {:.1} s", started.elapsed().as_secs_f64());
 
     // 1. Accuracy, read by the pool as the portal does.
-    let pool = OcrPool::start(2, "ita");
+    let pool = worker_pool(2, root);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .expect("runtime");
-    let forms = Arc::new(forms);
     let (mut right, mut total, mut recognised) = (0usize, 0usize, 0usize);
     let mut wrong: Vec<String> = Vec::new();
     let mut by_kind: std::collections::BTreeMap<String, (usize, usize)> = Default::default();
@@ -142,20 +171,14 @@ fn main() {
     runtime.block_on(async {
         let mut tasks = Vec::new();
         for (form, i, _, spoiled) in &corpus {
-            let image = spoiled.clone();
-            let forms = forms.clone();
             let pool = &pool;
             tasks.push(async move {
-                let reading = pool
-                    .run(move |engine| {
-                        match portal::documents::ocr::read_image(engine, &image, &forms)? {
-                            portal::documents::ocr::Outcome::Form(reading) => Ok(reading),
-                            portal::documents::ocr::Outcome::Text(_) => Err(
-                                intake::ocr::OcrError::Read("not recognised as a form".into()),
-                            ),
-                        }
-                    })
-                    .await;
+                let reading = match pool.read(spoiled).await {
+                    Ok(Answer::Form(reading)) => Ok(reading),
+                    Ok(Answer::Text(_)) => Err("not recognised as a form".to_string()),
+                    Ok(Answer::Error(e)) => Err(e),
+                    Err(e) => Err(e.to_string()),
+                };
                 (form.clone(), *i, reading)
             });
         }
@@ -204,41 +227,60 @@ fn main() {
     }
     pool.stop();
 
-    // 2. Speed of whole-page OCR, 1 and 2 engines, and the tesseract command.
+    // 2. Speed: the worker processes (the upload's path), in-process engines, the command.
     let pages: Vec<image::GrayImage> = corpus.iter().map(|c| c.2.clone()).take(12.min(n)).collect();
-    for engines in [1usize, 2] {
-        let pool = OcrPool::start(engines, "ita");
-        // The first page of each engine loads its model: not counted.
-        runtime.block_on(async {
-            let warm: Vec<_> = (0..engines)
-                .map(|_| {
-                    let p = pages[0].clone();
-                    pool.run(move |e| e.read(&p, 200, intake::ocr::Mode::Page))
-                })
-                .collect();
-            futures_util::future::join_all(warm).await;
-        });
-        let started = Instant::now();
-        runtime.block_on(async {
-            let reads: Vec<_> = pages
-                .iter()
-                .map(|p| {
-                    let p = p.clone();
-                    pool.run(move |e| e.read(&p, 200, intake::ocr::Mode::Page))
-                })
-                .collect();
-            for r in futures_util::future::join_all(reads).await {
-                r.expect("page read");
-            }
-        });
-        let secs = started.elapsed().as_secs_f64();
+    let encoded: Vec<Vec<u8>> = pages.iter().map(png).collect();
+    let report = |what: &str, secs: f64| {
         println!(
-            "pool, {engines} engine(s): {} pages in {secs:.1} s = {:.2} s per page, {:.1} pages per minute",
+            "{what}: {} pages in {secs:.1} s = {:.2} s per page, {:.1} pages per minute",
             pages.len(),
             secs / pages.len() as f64,
             60.0 * pages.len() as f64 / secs
         );
+    };
+    for workers in [1usize, 2] {
+        let pool = worker_pool(workers, root);
+        // Each worker's first page loads its model: not counted.
+        runtime.block_on(async {
+            let warm: Vec<_> = (0..workers).map(|_| pool.read(&encoded[0])).collect();
+            futures_util::future::join_all(warm).await;
+        });
+        let started = Instant::now();
+        runtime.block_on(async {
+            let reads: Vec<_> = encoded.iter().map(|p| pool.read(p)).collect();
+            for r in futures_util::future::join_all(reads).await {
+                assert!(matches!(r, Ok(Answer::Text(_) | Answer::Form(_))), "page read");
+            }
+        });
+        report(
+            &format!("worker processes, {workers}"),
+            started.elapsed().as_secs_f64(),
+        );
         pool.stop();
+    }
+    for engines in [1usize, 2] {
+        let queue = std::sync::Mutex::new(pages.iter());
+        let started = Instant::now();
+        std::thread::scope(|scope| {
+            for _ in 0..engines {
+                scope.spawn(|| {
+                    let mut engine = intake::ocr::Engine::new("ita").expect("engine");
+                    // The model's load, as above: not counted (a little of it is, here).
+                    loop {
+                        let Some(page) = queue.lock().expect("queue").next() else {
+                            return;
+                        };
+                        engine
+                            .read(page, 200, intake::ocr::Mode::Page)
+                            .expect("page read");
+                    }
+                });
+            }
+        });
+        report(
+            &format!("in-process engines (page mode), {engines}"),
+            started.elapsed().as_secs_f64(),
+        );
     }
     let dir = tempfile::tempdir().expect("folder");
     let started = Instant::now();

@@ -480,8 +480,10 @@ async fn a_job_longer_than_its_lease_keeps_it_and_runs_once() {
             runs: runs.clone(),
         }),
     );
-    let mut config = JobsConfig::default();
-    config.lease_seconds = 1;
+    let config = JobsConfig {
+        lease_seconds: 1,
+        ..JobsConfig::default()
+    };
     let handle = Worker {
         ctx: ctx.clone(),
         handlers,
