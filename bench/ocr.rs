@@ -249,7 +249,10 @@ fn main() {
         runtime.block_on(async {
             let reads: Vec<_> = encoded.iter().map(|p| pool.read(p)).collect();
             for r in futures_util::future::join_all(reads).await {
-                assert!(matches!(r, Ok(Answer::Text(_) | Answer::Form(_))), "page read");
+                assert!(
+                    matches!(r, Ok(Answer::Text(_) | Answer::Form(_))),
+                    "page read"
+                );
             }
         });
         report(

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use futures_util::StreamExt;
 use lapin::options::{
     BasicAckOptions, BasicConsumeOptions, BasicGetOptions, BasicPublishOptions,
-    ConfirmSelectOptions, QueueDeleteOptions,
+    ConfirmSelectOptions, QueueDeclareOptions, QueueDeleteOptions,
 };
 use lapin::types::{AMQPValue, FieldTable};
 use lapin::{BasicProperties, Connection, ConnectionProperties};
@@ -445,7 +445,12 @@ async fn with_the_broker_stopped_for_30_seconds_nothing_is_lost_or_doubled() {
 }
 
 /// `sportello serve` as a child process on `database_url`, with the broker.
+/// Starts `sportello serve` in `dir`; its log goes to `serve-<n>.log`, one per start.
 fn serve(dir: &std::path::Path, database_url: &str, prefix: &str) -> std::process::Child {
+    let log = (1..)
+        .map(|n| dir.join(format!("serve-{n}.log")))
+        .find(|p| !p.exists())
+        .expect("a log name");
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_sportello"))
         .current_dir(dir)
         .env("SPORTELLO_DATA_DIR", dir.join("data"))
@@ -457,7 +462,7 @@ fn serve(dir: &std::path::Path, database_url: &str, prefix: &str) -> std::proces
         .env("SPORTELLO_BROKER__PREFIX", prefix)
         .arg("serve")
         .stdout(std::process::Stdio::piped())
-        .stderr(std::fs::File::create(dir.join("serve.log")).expect("log"))
+        .stderr(std::fs::File::create(&log).expect("log"))
         .spawn()
         .expect("sportello serve");
     let stdout = child.stdout.take().expect("stdout");
@@ -467,9 +472,50 @@ fn serve(dir: &std::path::Path, database_url: &str, prefix: &str) -> std::proces
     assert!(
         line.contains("in ascolto"),
         "{line}{}",
-        std::fs::read_to_string(dir.join("serve.log")).unwrap_or_default()
+        std::fs::read_to_string(&log).unwrap_or_default()
     );
     child
+}
+
+/// What to read when the relay did not do what a test expected: the lease, the outbox, the
+/// CSI's queue as the broker counts it, and the end of each process's log.
+async fn relay_state(db: &Db, dir: &std::path::Path, prefix: &str) -> String {
+    let lease: Option<(String, i64)> =
+        sqlx::query_as("SELECT holder, lease_until FROM relay_leases WHERE name = 'outbox'")
+            .fetch_optional(&db.pool)
+            .await
+            .unwrap_or(None);
+    let (_, pending) = outbox_ids(db).await;
+    let queued = match connect().await.create_channel().await {
+        Ok(channel) => channel
+            .queue_declare(
+                Names::new(prefix).csi_queue.as_str().into(),
+                QueueDeclareOptions {
+                    passive: true,
+                    ..QueueDeclareOptions::default()
+                },
+                FieldTable::default(),
+            )
+            .await
+            .map(|q| q.message_count().to_string())
+            .unwrap_or_else(|e| e.to_string()),
+        Err(e) => e.to_string(),
+    };
+    let now = portal::clock::SystemClock.now_ms();
+    let mut out = format!(
+        "lease {lease:?} (now {now}); outbox pending {pending}; messages waiting in the CSI's queue {queued}\n"
+    );
+    for n in 1.. {
+        let Ok(log) = std::fs::read_to_string(dir.join(format!("serve-{n}.log"))) else {
+            break;
+        };
+        let tail: Vec<&str> = log.lines().rev().take(15).collect();
+        out.push_str(&format!(
+            "--- serve-{n}.log (last lines)\n{}\n",
+            tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+        ));
+    }
+    out
 }
 
 #[tokio::test]
@@ -506,10 +552,48 @@ async fn with_the_portal_killed_while_relaying_nothing_is_lost_or_doubled() {
         pending_at_kill > 0 || !stream.is_finished(),
         "killed in the middle of relaying"
     );
+    let dead: Option<String> =
+        sqlx::query_scalar("SELECT holder FROM relay_leases WHERE name = 'outbox'")
+            .fetch_optional(&db.pool)
+            .await
+            .unwrap();
     // Started again: it takes the relay over once the dead process's lease lapses (15 s).
     let mut portal = serve(dir.path(), &database.url, &prefix);
+    let start = Instant::now();
+    loop {
+        let holder: Option<String> =
+            sqlx::query_scalar("SELECT holder FROM relay_leases WHERE name = 'outbox'")
+                .fetch_optional(&db.pool)
+                .await
+                .unwrap();
+        if holder.is_some() && holder != dead {
+            break;
+        }
+        if start.elapsed() > Duration::from_secs(60) {
+            panic!(
+                "the new process did not take the relay over within 60 s:\n{}",
+                relay_state(&db, dir.path(), &prefix).await
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    eprintln!(
+        "relay taken over {:.1} s after the restart",
+        start.elapsed().as_secs_f64()
+    );
     stream.await.expect("the stream of submissions");
-    let all = csi.wait_distinct(N, Duration::from_secs(90)).await;
+    let start = Instant::now();
+    while csi.distinct().len() < N {
+        if start.elapsed() > Duration::from_secs(90) {
+            panic!(
+                "{} of {N} events reached the CSI's queue within 90 s of the takeover:\n{}",
+                csi.distinct().len(),
+                relay_state(&db, dir.path(), &prefix).await
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let all = csi.all();
     let start = Instant::now();
     while outbox_ids(&db).await.1 > 0 {
         assert!(start.elapsed() < Duration::from_secs(20), "all marked sent");

@@ -447,3 +447,76 @@ async fn the_feed_never_skips_an_event_committed_late() {
     assert_eq!(subjects, ["tardiva", later.as_str()]);
     app.stop().await;
 }
+
+#[tokio::test]
+async fn the_http_interface_answers_as_documented_to_a_fuzzer() {
+    let app = app().await;
+    // Something to find: a sent pratica with a document, and its events in the feed.
+    let citizen = crate::appointments::Citizen::new(&app, 71).await;
+    let id = crate::applications::ready_draft(&app, &citizen.cf).await;
+    let (status, _) = crate::documents::upload(
+        &citizen,
+        &id,
+        "relazione.pdf",
+        &crate::documents::pdf_with("Relazione", |_, _| {}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    portal::applications::store::submit(
+        app.db(),
+        app.clock.now_ms(),
+        &id,
+        &crate::applications::submission(
+            &citizen.cf,
+            "valleverde",
+            &portal::applications::form::Answers::new(),
+        ),
+    )
+    .await
+    .expect("submitted");
+    let before: String = sqlx::query_scalar("SELECT status FROM applications WHERE id = $1")
+        .bind(&id)
+        .fetch_one(&app.db().pool)
+        .await
+        .unwrap();
+    let token = token(&app, "cartella-vv", "segreto-vv").await;
+    let fuzzer = crate::support::root().join("target/test-tools/schemathesis/bin/schemathesis");
+    let out = tokio::process::Command::new(&fuzzer)
+        .arg("run")
+        .arg(app.absolute("/csi/openapi.yaml"))
+        .args(["--url", &app.url])
+        .args(["-H", &format!("Authorization: Bearer {token}")])
+        .args([
+            "--checks",
+            "not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance",
+        ])
+        .args(["--max-examples", "60", "--seed", "19", "--workers", "2"])
+        .env("NO_COLOR", "1")
+        .output()
+        .await
+        .expect("schemathesis (installed by .ci/setup --tests)");
+    let report = format!(
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "{report}");
+    assert!(report.contains("passed"), "{report}");
+    // Nothing the fuzzer sent was applied; the pratica is as it was.
+    let applied: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM inbound_events WHERE outcome = 'applicato'")
+            .fetch_one(&app.db().pool)
+            .await
+            .unwrap();
+    assert_eq!(applied, 0);
+    let after: String = sqlx::query_scalar("SELECT status FROM applications WHERE id = $1")
+        .bind(&id)
+        .fetch_one(&app.db().pool)
+        .await
+        .unwrap();
+    assert_eq!(before, after);
+    // The description is served beside the AsyncAPI one.
+    let spec = app.text("/csi/openapi.yaml").await;
+    assert!(spec.starts_with("openapi: 3.1.0"));
+    app.stop().await;
+}

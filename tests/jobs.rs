@@ -475,13 +475,13 @@ async fn a_job_longer_than_its_lease_keeps_it_and_runs_once() {
     handlers.insert(
         "test.long",
         Arc::new(Slow {
-            ms: 3_000,
+            ms: 7_000,
             lane: Lane::Housekeeping,
             runs: runs.clone(),
         }),
     );
     let config = JobsConfig {
-        lease_seconds: 1,
+        lease_seconds: 3,
         ..JobsConfig::default()
     };
     let handle = Worker {
@@ -500,10 +500,11 @@ async fn a_job_longer_than_its_lease_keeps_it_and_runs_once() {
     )
     .await
     .unwrap();
-    // Another process's runner keeps trying to take it while it runs, past its 1 s lease.
+    // Another process's runner keeps trying to take it while it runs, past its 3 s lease (renewed
+    // every second).
     let start = std::time::Instant::now();
     let mut taken = 0;
-    while start.elapsed() < Duration::from_millis(2_800) {
+    while start.elapsed() < Duration::from_millis(6_500) {
         if jobs::claim(
             &ctx.db,
             "other-process",

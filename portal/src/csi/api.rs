@@ -2,7 +2,8 @@
 //! portal's events for the enti a client serves with a cursor and acknowledgements
 //! (`/csi/eventi`, `/csi/eventi/conferma`), the endpoint for the CSI's own events (`POST
 //! /csi/eventi`: validated against their schema and the status rules, applied at most once, a bad
-//! one kept with its reason), and the interface's documents (`/csi/asyncapi.yaml`, `/csi/schemi/`).
+//! one kept with its reason), and the interface's documents (`/csi/openapi.yaml` for these
+//! endpoints, `/csi/asyncapi.yaml` for the events, `/csi/schemi/`).
 
 use actix_web::http::StatusCode;
 use actix_web::{get, post, web, HttpRequest, HttpResponse};
@@ -19,6 +20,23 @@ use crate::config::{CsiClient, Mode};
 use crate::domain::italian_time::rome_date;
 use crate::server::AppState;
 use crate::web::error::AppError;
+
+/// The OpenAPI 3.1 description of these endpoints.
+pub const OPENAPI: &str = include_str!("openapi.yaml");
+
+/// `value` with every string (keys too) cleaned of hidden characters (`domain::text`): a NUL or
+/// a bidirectional override never reaches the database or a page.
+fn clean_json(value: &Value) -> Value {
+    use crate::domain::text::clean;
+    match value {
+        Value::String(s) => Value::String(clean(s)),
+        Value::Array(items) => Value::Array(items.iter().map(clean_json).collect()),
+        Value::Object(map) => {
+            Value::Object(map.iter().map(|(k, v)| (clean(k), clean_json(v))).collect())
+        }
+        other => other.clone(),
+    }
+}
 
 fn sha256_hex(s: &str) -> String {
     Sha256::digest(s.as_bytes())
@@ -327,6 +345,7 @@ pub async fn apply(
     client: &CsiClient,
     body: &Value,
 ) -> Result<Applied, AppError> {
+    let body = &clean_json(body);
     let id = body["id"].as_str().unwrap_or_default().to_string();
     let cloud_type = body["type"].as_str().unwrap_or_default().to_string();
     if let Err(reason) = validate("cloudevent", body) {
@@ -524,6 +543,13 @@ async fn document(
     crate::documents::send(&state, &doc, false).await
 }
 
+#[get("/csi/openapi.yaml")]
+async fn openapi() -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("application/yaml; charset=utf-8")
+        .body(OPENAPI)
+}
+
 #[get("/csi/asyncapi.yaml")]
 async fn asyncapi() -> HttpResponse {
     HttpResponse::Ok()
@@ -546,5 +572,6 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .service(incoming)
         .service(document)
         .service(asyncapi)
+        .service(openapi)
         .service(schema);
 }

@@ -937,6 +937,10 @@ impl Found {
 /// The accepted, stored document `id`, if there is one.
 pub async fn find(db: &Db, id: &str) -> Result<Option<Found>, sqlx::Error> {
     use sqlx::Row;
+    // Ids are UUIDs: anything else is no document (and never reaches the database).
+    if id.len() > 64 || !id.chars().all(|c| c.is_ascii_hexdigit() || c == '-') {
+        return Ok(None);
+    }
     let row = sqlx::query(
         "SELECT d.owner_cf, d.application_id, a.status, a.ente_code, d.label, d.kind, d.storage_id, d.wrapped_key \
          FROM documents d JOIN applications a ON a.id = d.application_id \
