@@ -475,13 +475,13 @@ async fn a_job_longer_than_its_lease_keeps_it_and_runs_once() {
     handlers.insert(
         "test.long",
         Arc::new(Slow {
-            ms: 7_000,
+            ms: 12_000,
             lane: Lane::Housekeeping,
             runs: runs.clone(),
         }),
     );
     let config = JobsConfig {
-        lease_seconds: 3,
+        lease_seconds: 10,
         ..JobsConfig::default()
     };
     let handle = Worker {
@@ -500,11 +500,13 @@ async fn a_job_longer_than_its_lease_keeps_it_and_runs_once() {
     )
     .await
     .unwrap();
-    // Another process's runner keeps trying to take it while it runs, past its 3 s lease (renewed
-    // every second).
+    // Another process's runner tries to take it once its first 10 s lease would have lapsed; the
+    // runner renewed it (every 3.3 s; a busy machine may delay a renewal by seconds, not by the
+    // lease's two thirds).
     let start = std::time::Instant::now();
+    tokio::time::sleep(Duration::from_millis(10_500)).await;
     let mut taken = 0;
-    while start.elapsed() < Duration::from_millis(6_500) {
+    while start.elapsed() < Duration::from_millis(11_500) {
         if jobs::claim(
             &ctx.db,
             "other-process",
@@ -518,15 +520,10 @@ async fn a_job_longer_than_its_lease_keeps_it_and_runs_once() {
         {
             taken += 1;
         }
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        tokio::time::sleep(Duration::from_millis(200)).await;
     }
     assert_eq!(taken, 0, "the lease was renewed while the job ran");
-    for _ in 0..200 {
-        if runs.load(Ordering::SeqCst) == 1 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    until(&ctx, "long", "done", 1).await;
     let (status, attempts, _, _) = job_row(&ctx, "long").await;
     assert_eq!((status.as_str(), attempts), ("done", 1));
     assert_eq!(runs.load(Ordering::SeqCst), 1);

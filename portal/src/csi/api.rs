@@ -70,8 +70,19 @@ fn oauth_error(status: StatusCode, error: &str) -> HttpResponse {
 async fn token(
     state: web::Data<AppState>,
     req: HttpRequest,
-    form: web::Form<std::collections::HashMap<String, String>>,
+    body: web::Bytes,
 ) -> Result<HttpResponse, AppError> {
+    // RFC 6749: a form body; anything else is an `invalid_request`, answered as OAuth errors are.
+    let is_form = req
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|c| c.starts_with("application/x-www-form-urlencoded"));
+    if !is_form {
+        return Ok(oauth_error(StatusCode::BAD_REQUEST, "invalid_request"));
+    }
+    let form: std::collections::HashMap<String, String> =
+        url::form_urlencoded::parse(&body).into_owned().collect();
     if form.get("grant_type").map(String::as_str) != Some("client_credentials") {
         return Ok(oauth_error(
             StatusCode::BAD_REQUEST,

@@ -470,6 +470,16 @@ enum Reserved {
     NoRoom,
 }
 
+/// The turns of the reservations in this process, by citizen (striped).
+static RESERVATIONS: std::sync::LazyLock<Vec<tokio::sync::Mutex<()>>> =
+    std::sync::LazyLock::new(|| (0..64).map(|_| tokio::sync::Mutex::new(())).collect());
+
+fn stripe(cf: &str) -> usize {
+    cf.bytes().fold(0usize, |h, b| {
+        h.wrapping_mul(31).wrapping_add(usize::from(b))
+    }) % 64
+}
+
 /// Writes the document's row (`in_verifica`) only if the pratica's file and byte quotas and the
 /// citizen's byte quota still have room for it: the check and the write are one statement, and
 /// on PostgreSQL the citizen's uploads take turns on a lock, so parallel uploads cannot pass the
@@ -480,6 +490,9 @@ async fn reserve(
     limits: &crate::config::DocumentsConfig,
     now: i64,
 ) -> Result<Reserved, AppError> {
+    // In this process a citizen's reservations take turns before they take a connection, so
+    // that parallel uploads never hold the pool while they wait for each other.
+    let _turn = RESERVATIONS[stripe(doc.owner_cf)].lock().await;
     let mut tx = db.pool.begin().await?;
     if db.backend == crate::config::Backend::Postgres {
         sqlx::query("SELECT pg_advisory_xact_lock(hashtext('documents:' || $1))")
