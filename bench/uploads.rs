@@ -209,7 +209,7 @@ async fn main() {
             loop {
                 peak.fetch_max(rss_kb("VmRSS:"), Ordering::Relaxed);
                 // Walking /proc costs more: every 50 ms.
-                if n % 10 == 0 {
+                if n.is_multiple_of(10) {
                     children_peak.fetch_max(children_rss_kb(), Ordering::Relaxed);
                 }
                 n += 1;
