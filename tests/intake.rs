@@ -634,3 +634,82 @@ async fn a_plain_form_upload_keeps_its_name_clean_too() {
     assert_eq!(labels, vec!["pdf".to_string()]);
     app.stop().await;
 }
+
+#[tokio::test]
+async fn a_closed_pratica_s_documents_lose_their_bytes_after_the_retention() {
+    use portal::jobs::JobHandler;
+    let app = spawn_app_with(|c| c.documents.retention_days = Some(30)).await;
+    let citizen = Citizen::new(&app, 68).await;
+    let now = app.clock.now_ms();
+    let day = 86_400_000i64;
+    // Two pratiche, each with a document: one accepted 31 days ago, one 10 days ago.
+    let mut stored = Vec::new();
+    for (n, closed_days_ago) in [(0, 31), (1, 10)] {
+        let id = ready_draft(&app, &citizen.cf).await;
+        let (_, answer) = upload(
+            &citizen,
+            &id,
+            &format!("doc-{n}.pdf"),
+            &pdf_with("Doc", |_, _| {}),
+        )
+        .await;
+        assert_eq!(answer["stato"], "accettato");
+        let doc = document_id(&app, &id, &format!("doc-{n}.pdf")).await;
+        sqlx::query("UPDATE applications SET status = 'accolta' WHERE id = $1")
+            .bind(&id)
+            .execute(&app.db().pool)
+            .await
+            .unwrap();
+        sqlx::query(
+            "INSERT INTO application_history (application_id, from_status, to_status, at, actor_kind) \
+             VALUES ($1, 'presa_in_carico', 'accolta', $2, 'operatore')",
+        )
+        .bind(&id)
+        .bind(now - closed_days_ago * day)
+        .execute(&app.db().pool)
+        .await
+        .unwrap();
+        let storage: String = sqlx::query_scalar("SELECT storage_id FROM documents WHERE id = $1")
+            .bind(&doc)
+            .fetch_one(&app.db().pool)
+            .await
+            .unwrap();
+        stored.push((doc, app.config.data_dir.join("files").join(storage)));
+    }
+    // The hourly sweep (run here at once) queues the old one's deletion; the documents lane does it.
+    let ctx = portal::jobs::JobContext {
+        db: app.db().clone(),
+        clock: std::sync::Arc::new(app.clock.clone()),
+    };
+    let job = portal::jobs::Job {
+        id: 0,
+        kind: portal::documents::purge::RETENTION_JOB.into(),
+        payload: "{}".into(),
+        attempts: 1,
+        max_attempts: 8,
+    };
+    portal::documents::purge::Retention {
+        retention_days: Some(30),
+    }
+    .run(&ctx, &job)
+    .await
+    .unwrap();
+    let start = Instant::now();
+    while stored[0].1.exists() {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "the old pratica's file was deleted"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(stored[1].1.exists(), "the recent one is kept");
+    let (purged, label): (Option<i64>, String) =
+        sqlx::query_as("SELECT purged_at, label FROM documents WHERE id = $1")
+            .bind(&stored[0].0)
+            .fetch_one(&app.db().pool)
+            .await
+            .unwrap();
+    assert!(purged.is_some());
+    assert_eq!(label, "doc-0.pdf", "the row stays, with what was sent");
+    app.stop().await;
+}

@@ -46,6 +46,9 @@ const LEASE_MS: i64 = 15_000;
 /// Rows published per round (each round waits for all their confirms).
 const BATCH: i64 = 200;
 const FIRST_BACKOFF: Duration = Duration::from_millis(500);
+/// How long a connection attempt, and a published message's confirm, may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+const CONFIRM_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The names of the broker's objects, from `broker.prefix`.
 #[derive(Debug, Clone)]
@@ -240,14 +243,25 @@ async fn relay_batch(
     }
     let mut confirmed = Vec::with_capacity(confirms.len());
     for (id, created_at, confirm) in confirms {
-        match confirm.await {
-            Ok(c) if c.is_ack() => confirmed.push((id, created_at)),
-            Ok(_) => {
+        // A broker that blocks publishers (a disk or memory alarm) or loses a confirm would
+        // otherwise hold the relay, and its lease, for ever: the session starts again instead.
+        match tokio::time::timeout(CONFIRM_TIMEOUT, confirm).await {
+            Ok(Ok(c)) if c.is_ack() => confirmed.push((id, created_at)),
+            Ok(Ok(_)) => {
                 failure.get_or_insert_with(|| "the broker refused a message (nack)".into());
                 break;
             }
-            Err(e) => {
+            Ok(Err(e)) => {
                 failure.get_or_insert_with(|| format!("confirm: {e}"));
+                break;
+            }
+            Err(_) => {
+                failure.get_or_insert_with(|| {
+                    format!(
+                        "no confirm within {} s (is the broker blocking publishers?)",
+                        CONFIRM_TIMEOUT.as_secs()
+                    )
+                });
                 break;
             }
         }
@@ -399,11 +413,15 @@ async fn session(
     stop: &mut watch::Receiver<bool>,
     backoff: &mut Duration,
 ) -> BrokerResult<()> {
-    let connection = Connection::connect(
-        url,
-        ConnectionProperties::default().with_connection_name("sportello".into()),
+    let connection = tokio::time::timeout(
+        CONNECT_TIMEOUT,
+        Connection::connect(
+            url,
+            ConnectionProperties::default().with_connection_name("sportello".into()),
+        ),
     )
     .await
+    .map_err(|_| format!("connect: no answer within {} s", CONNECT_TIMEOUT.as_secs()))?
     .map_err(err("connect"))?;
     let publisher = connection.create_channel().await.map_err(err("channel"))?;
     declare(&publisher, names, &state.config.broker.enti).await?;
