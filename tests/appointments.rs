@@ -548,6 +548,10 @@ async fn holidays_patron_day_and_closures_offer_no_slot() {
     app.clock.set_ms(1_805_965_200_000);
     app.login("elena-ferri").await;
     let token = app.csrf_token().await;
+    // The administrators' entry point for offices opens (it answered 500 before anything was sent).
+    let offices = app.get("/amministrazione/sedi").await;
+    assert_eq!(offices.status(), StatusCode::OK);
+    assert!(offices.text().await.unwrap().contains("Sportello"));
 
     // The administrator configures an office open every day, with its patron day.
     let created = app
