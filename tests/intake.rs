@@ -74,6 +74,27 @@ async fn reading(app: &TestApp, doc: &str, within: Duration) -> (String, Option<
     }
 }
 
+/// Waits (bounded) until the purge job recorded document `doc` as deleted.
+async fn wait_purged(app: &TestApp, doc: &str) {
+    let start = Instant::now();
+    loop {
+        let purged: Option<i64> =
+            sqlx::query_scalar("SELECT purged_at FROM documents WHERE id = $1")
+                .bind(doc)
+                .fetch_one(&app.db().pool)
+                .await
+                .unwrap();
+        if purged.is_some() {
+            return;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "document {doc} was not purged within 20 s"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 fn ocr_workers(app: &TestApp) -> Vec<u32> {
     app.server.as_ref().unwrap().ocr_workers()
 }
@@ -538,20 +559,9 @@ async fn damaged_pdfs_misleading_names_and_invisible_characters_are_dealt_with()
         )
         .await;
     assert_eq!(r.status(), StatusCode::SEE_OTHER);
-    let start = Instant::now();
-    while stored.exists() {
-        assert!(
-            start.elapsed() < Duration::from_secs(20),
-            "the removed file's bytes were deleted"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let purged: Option<i64> = sqlx::query_scalar("SELECT purged_at FROM documents WHERE id = $1")
-        .bind(&renamed)
-        .fetch_one(&app.db().pool)
-        .await
-        .unwrap();
-    assert!(purged.is_some());
+    // The job deletes the bytes, then records it: wait for the record.
+    wait_purged(&app, &renamed).await;
+    assert!(!stored.exists(), "the removed file's bytes were deleted");
     app.stop().await;
 }
 
@@ -694,22 +704,14 @@ async fn a_closed_pratica_s_documents_lose_their_bytes_after_the_retention() {
     .run(&ctx, &job)
     .await
     .unwrap();
-    let start = Instant::now();
-    while stored[0].1.exists() {
-        assert!(
-            start.elapsed() < Duration::from_secs(20),
-            "the old pratica's file was deleted"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_purged(&app, &stored[0].0).await;
+    assert!(!stored[0].1.exists(), "the old pratica's file was deleted");
     assert!(stored[1].1.exists(), "the recent one is kept");
-    let (purged, label): (Option<i64>, String) =
-        sqlx::query_as("SELECT purged_at, label FROM documents WHERE id = $1")
-            .bind(&stored[0].0)
-            .fetch_one(&app.db().pool)
-            .await
-            .unwrap();
-    assert!(purged.is_some());
+    let label: String = sqlx::query_scalar("SELECT label FROM documents WHERE id = $1")
+        .bind(&stored[0].0)
+        .fetch_one(&app.db().pool)
+        .await
+        .unwrap();
     assert_eq!(label, "doc-0.pdf", "the row stays, with what was sent");
     app.stop().await;
 }
