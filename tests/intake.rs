@@ -99,20 +99,6 @@ fn ocr_workers(app: &TestApp) -> Vec<u32> {
     app.server.as_ref().unwrap().ocr_workers()
 }
 
-/// CPU seconds used by process `pid` so far.
-fn cpu_seconds(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let rest = stat.rfind(')').map(|i| &stat[i + 1..]).unwrap_or("");
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let ticks = |i: usize| {
-        fields
-            .get(i)
-            .and_then(|f| f.parse::<f64>().ok())
-            .unwrap_or(0.0)
-    };
-    (ticks(11) + ticks(12)) / 100.0
-}
-
 #[tokio::test]
 async fn noise_images_keep_the_documents_lane_busy_but_the_receipt_goes_out_at_once() {
     let app = spawn_app_with(|c| {
@@ -284,7 +270,9 @@ async fn an_ocr_worker_killed_in_the_middle_of_a_page_is_replaced_and_the_page_r
     let start = Instant::now();
     let victim = loop {
         if let Some(pid) = ocr_workers(&app).first().copied() {
-            if cpu_seconds(pid) >= 0.6 {
+            if portal::documents::ocr::cpu_time(pid).unwrap_or_default()
+                >= Duration::from_millis(600)
+            {
                 break pid;
             }
         }

@@ -80,7 +80,7 @@ pub enum PageError {
     Worker(String),
 }
 
-/// What a worker answers for one page.
+/// What reading one page gave (a worker's answer).
 #[derive(Debug, Serialize, Deserialize)]
 pub enum Answer {
     /// One of the portal's forms.
@@ -127,7 +127,7 @@ impl std::fmt::Debug for OcrPool {
 }
 
 /// CPU time (user + system) of process `pid` so far, from `/proc` (clock ticks of 1/100 s).
-fn cpu_time(pid: u32) -> Option<Duration> {
+pub fn cpu_time(pid: u32) -> Option<Duration> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     let rest = &stat[stat.rfind(')')? + 1..];
     let fields: Vec<&str> = rest.split_whitespace().collect();
@@ -340,11 +340,8 @@ pub fn worker(language: &str, forms_dir: &std::path::Path) -> std::io::Result<()
         let mut bytes = vec![0u8; len];
         input.read_exact(&mut bytes)?;
         let answer = match image::load_from_memory(&bytes) {
-            Ok(image) => match read_image(&mut engine, &image.to_luma8(), &forms) {
-                Ok(Outcome::Form(f)) => Answer::Form(f),
-                Ok(Outcome::Text(t)) => Answer::Text(t),
-                Err(e) => Answer::Error(e.to_string()),
-            },
+            Ok(image) => read_image(&mut engine, &image.to_luma8(), &forms)
+                .unwrap_or_else(|e| Answer::Error(e.to_string())),
             Err(e) => Answer::Error(format!("image: {e}")),
         };
         drop(bytes);
@@ -367,21 +364,12 @@ where
     Ok(())
 }
 
-/// What reading one image gave.
-#[derive(Debug)]
-pub enum Outcome {
-    /// One of the portal's forms.
-    Form(FormReading),
-    /// Any other page.
-    Text(Reading),
-}
-
 /// Reads one image: as a standard form if it carries one's QR code, else as a page of text.
 pub fn read_image(
     engine: &mut Engine,
     image: &image::GrayImage,
     forms: &PaperForms,
-) -> Result<Outcome, OcrError> {
+) -> Result<Answer, OcrError> {
     let layout_for = |code: &str| forms.for_code(code).map(|f| f.layout());
     // The form is known once its QR code is read; each field is judged by that form's rules.
     let plausible = |field: &str, text: &str| {
@@ -392,9 +380,9 @@ pub fn read_image(
             .any(|f| f.plausible(field, text))
     };
     match intake::form::read(image, &layout_for, engine, &plausible) {
-        Ok(reading) => Ok(Outcome::Form(reading)),
+        Ok(reading) => Ok(Answer::Form(reading)),
         Err(intake::form::FormError::Ocr(e)) => Err(e),
-        Err(_) => Ok(Outcome::Text(engine.read(image, 200, Mode::Page)?)),
+        Err(_) => Ok(Answer::Text(engine.read(image, 200, Mode::Page)?)),
     }
 }
 

@@ -20,10 +20,14 @@ pub async fn schedule<'e, E>(executor: E, now: i64, id: &str) -> Result<(), sqlx
 where
     E: sqlx::Executor<'e, Database = sqlx::Any>,
 {
-    let job = NewJob::new(JOB, serde_json::json!({ "document": id }), now)
-        .idempotency_key(format!("{JOB}:{id}"));
-    crate::jobs::enqueue(executor, now, &job).await?;
+    crate::jobs::enqueue(executor, now, &job(id, now)).await?;
     Ok(())
+}
+
+/// The deletion of document `id`'s stored bytes: one job per document, ever.
+fn job(id: &str, now: i64) -> NewJob {
+    NewJob::new(JOB, serde_json::json!({ "document": id }), now)
+        .idempotency_key(format!("{JOB}:{id}"))
 }
 
 #[derive(Debug, Deserialize)]
@@ -146,13 +150,7 @@ impl JobHandler for Retention {
                 .fetch_all(&ctx.db.pool)
                 .await
                 .map_err(err)?;
-                let jobs: Vec<NewJob> = ids
-                    .iter()
-                    .map(|id| {
-                        NewJob::new(JOB, serde_json::json!({ "document": id }), now)
-                            .idempotency_key(format!("{JOB}:{id}"))
-                    })
-                    .collect();
+                let jobs: Vec<NewJob> = ids.iter().map(|id| job(id, now)).collect();
                 crate::jobs::enqueue_all(&ctx.db.pool, now, &jobs)
                     .await
                     .map_err(err)?;
