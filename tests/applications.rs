@@ -260,7 +260,7 @@ async fn fna_b2_draft_resume_submit_receipt_and_status() {
     // Starting again from the service page resumes the same draft.
     assert_eq!(
         location(&app.get("/servizi/fna-b2/domanda").await),
-        format!("/domande/{id}")
+        format!("/domande/{id}?ripresa=1")
     );
 
     next_ok(

@@ -120,6 +120,27 @@ async fn choose_persona(client: &Client, persona: &str) {
     click(client, Locator::Css("button[value=accedi]")).await;
 }
 
+/// The page shows an error summary and focus went to it (so a screen reader reads it first).
+async fn errors_focused(client: &Client, page: &str) {
+    client
+        .wait()
+        .for_element(Locator::Id("errori"))
+        .await
+        .unwrap();
+    let focused = client
+        .execute(
+            "return document.activeElement && document.activeElement.id",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        focused.as_str(),
+        Some("errori"),
+        "{page}: focus is not on the error summary"
+    );
+}
+
 /// Adds the page's violations, named after the page, to `all`.
 async fn check(client: &Client, page: &str, all: &mut Vec<String>) {
     all.extend(
@@ -188,6 +209,16 @@ async fn a_citizen_logs_in_with_chromium_and_every_page_passes_axe() {
     check(&client, "pagina del servizio", &mut violations).await;
     click(&client, Locator::LinkText("Presenta la domanda")).await;
     check(&client, "informativa privacy", &mut violations).await;
+    // Going on without choosing the comune or ticking the notice: the errors, focused.
+    press(&client, "button[type=submit].btn-primary").await;
+    errors_focused(&client, "informativa privacy con errori").await;
+    check(&client, "informativa privacy con errori", &mut violations).await;
+    if let Ok(ente) = client
+        .find(Locator::Css("label[for=ente-valleverde]"))
+        .await
+    {
+        ente.click().await.unwrap();
+    }
     click(&client, Locator::Css("label[for=privacy]")).await;
     press(&client, "button[type=submit].btn-primary").await;
     client
@@ -206,6 +237,7 @@ async fn a_citizen_logs_in_with_chromium_and_every_page_passes_axe() {
         .await
         .unwrap()
         .contains("Scegli una delle opzioni."));
+    errors_focused(&client, "passo con errori").await;
     check(&client, "passo con errori", &mut violations).await;
     click(&client, Locator::Css("label[for=f-per_chi-me]")).await;
     press(&client, "button[value=avanti].btn-primary").await;
@@ -288,6 +320,14 @@ async fn a_citizen_logs_in_with_chromium_and_every_page_passes_axe() {
         "{listed}"
     );
     check(&client, "documenti: caricato", &mut violations).await;
+    // The summary of a draft not yet complete: what to correct, focused; the uploaded file listed.
+    client
+        .goto(&format!("{}/domande/{draft}/riepilogo", app.url))
+        .await
+        .unwrap();
+    errors_focused(&client, "riepilogo con dati mancanti").await;
+    assert!(client.source().await.unwrap().contains("relazione.pdf"));
+    check(&client, "riepilogo con dati mancanti", &mut violations).await;
 
     // Booking an appointment from the same service page, through the six steps.
     client
@@ -312,6 +352,15 @@ async fn a_citizen_logs_in_with_chromium_and_every_page_passes_axe() {
         .await
         .unwrap();
     check(&client, "prenotazione: data e ora", &mut violations).await;
+    // No time is chosen for the citizen: "Avanti" without one asks for it.
+    press(
+        &client,
+        "form[action^='/appuntamenti/prenota/'] button.btn-primary",
+    )
+    .await;
+    errors_focused(&client, "prenotazione: orario mancante").await;
+    check(&client, "prenotazione: orario mancante", &mut violations).await;
+    click(&client, Locator::Css("label[for=orario-1]")).await;
     press(
         &client,
         "form[action^='/appuntamenti/prenota/'] button.btn-primary",
@@ -323,6 +372,14 @@ async fn a_citizen_logs_in_with_chromium_and_every_page_passes_axe() {
         .await
         .unwrap();
     check(&client, "prenotazione: dettagli", &mut violations).await;
+    press(&client, "form[action$='/dettagli'] button.btn-primary").await;
+    errors_focused(&client, "prenotazione: dettagli con errori").await;
+    check(
+        &client,
+        "prenotazione: dettagli con errori",
+        &mut violations,
+    )
+    .await;
     client
         .find(Locator::Id("descrizione"))
         .await
@@ -337,6 +394,17 @@ async fn a_citizen_logs_in_with_chromium_and_every_page_passes_axe() {
         .await
         .unwrap();
     check(&client, "prenotazione: richiedente", &mut violations).await;
+    email.clear().await.unwrap();
+    email.send_keys("non-una-email").await.unwrap();
+    press(&client, "form[action$='/richiedente'] button.btn-primary").await;
+    errors_focused(&client, "prenotazione: richiedente con errori").await;
+    check(
+        &client,
+        "prenotazione: richiedente con errori",
+        &mut violations,
+    )
+    .await;
+    let email = client.find(Locator::Id("email")).await.unwrap();
     email.clear().await.unwrap();
     email.send_keys("giulia@example.it").await.unwrap();
     press(&client, "form[action$='/richiedente'] button.btn-primary").await;

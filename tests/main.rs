@@ -26,5 +26,6 @@ mod login;
 mod pages;
 mod profile;
 mod security;
+mod site;
 mod staff;
 mod triage;

@@ -3,15 +3,12 @@
 
 use std::collections::HashMap;
 use std::net::{SocketAddr, TcpListener};
-use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use actix_files::Files;
 use actix_web::dev::ServerHandle;
 use actix_web::middleware::{from_fn, ErrorHandlers};
 use actix_web::{web, App, HttpServer};
-use sha2::{Digest, Sha256};
 use tera::Tera;
 
 use crate::applications::catalogue::Catalogue;
@@ -57,7 +54,6 @@ pub struct AppState {
     pub relying_party: RelyingParty,
     pub dev_idp: Option<Box<DevIdp>>,
     pub dev_trust_anchor: Option<Box<DevTrustAnchor>>,
-    pub asset_version: String,
     /// Where documents are kept, encrypted.
     pub vault: crate::documents::vault::Vault,
     /// Turns for the child processes that inspect uploads (`documents.inspect_concurrency`).
@@ -109,23 +105,6 @@ async fn seed_demo(db: &Db) -> Result<(), sqlx::Error> {
             .await?;
     }
     Ok(())
-}
-
-/// A short hash of the static assets' identity, appended to their URLs so they can be cached for long.
-fn asset_version(static_dir: &Path) -> String {
-    let mut hasher = Sha256::new();
-    for rel in ["package.json", "css/sportello.css", "js/form.js"] {
-        if let Ok(bytes) = std::fs::read(static_dir.join(rel)) {
-            hasher.update(&bytes);
-        }
-    }
-    hasher.update(env!("CARGO_PKG_VERSION"));
-    hasher
-        .finalize()
-        .iter()
-        .take(5)
-        .map(|b| format!("{b:02x}"))
-        .collect()
 }
 
 /// Who logs people in: the configured providers and trust anchors, and in development mode the
@@ -300,14 +279,13 @@ impl Server {
         std::fs::create_dir_all(config.data_dir.join("files")).map_err(|e| {
             StartError::Setup(format!("data_dir {}: {e}", config.data_dir.display()))
         })?;
-        let bootstrap = config.static_dir.join("node_modules/bootstrap-italia/dist");
-        if !bootstrap.is_dir() {
-            return Err(StartError::Setup(format!(
-                "Bootstrap Italia is not installed under {}: run .ci/setup (or `npm ci --prefix {}`)",
-                bootstrap.display(),
-                config.static_dir.display()
-            )));
-        }
+        let assets = crate::web::assets::Assets::load(
+            &config.static_dir,
+            crate::web::templates::sources()
+                .into_iter()
+                .chain(crate::citizen::SECTIONS.iter().map(|s| s.icon)),
+        )
+        .map_err(|e| StartError::Setup(e.to_string()))?;
         let db = migrate(&config).await?;
         if config.mode == Mode::Development {
             seed_demo(&db).await.map_err(crate::db::DbError::from)?;
@@ -328,8 +306,8 @@ impl Server {
                 &config.forms_dir,
             ),
         ));
-        let templates =
-            crate::web::templates::load().map_err(|e| StartError::Templates(e.to_string()))?;
+        let templates = crate::web::templates::load(&assets)
+            .map_err(|e| StartError::Templates(e.to_string()))?;
 
         let listener = TcpListener::bind(&config.http.addr)
             .map_err(|e| StartError::Setup(format!("http.addr {}: {e}", config.http.addr)))?;
@@ -387,7 +365,6 @@ impl Server {
             inspections: Arc::new(tokio::sync::Semaphore::new(
                 config.documents.inspect_concurrency.max(1),
             )),
-            asset_version: asset_version(&config.static_dir),
             public_url: public_url.clone(),
             db: db.clone(),
             clock: clock.clone(),
@@ -402,7 +379,6 @@ impl Server {
         });
 
         let https = public_url.starts_with("https://");
-        let static_dir = config.static_dir.clone();
         let app_state = state.clone();
         let server = HttpServer::new(move || {
             App::new()
@@ -412,15 +388,14 @@ impl Server {
                 .wrap(ErrorHandlers::new().default_handler(crate::web::error::render_error_page))
                 .wrap(crate::web::security::headers(https))
                 .wrap(from_fn(crate::web::telemetry))
-                .service(
-                    web::scope("/static")
-                        .wrap(from_fn(crate::web::security::long_cache))
-                        .service(Files::new(
-                            "/bootstrap-italia",
-                            static_dir.join("node_modules/bootstrap-italia/dist"),
-                        ))
-                        .service(Files::new("/css", static_dir.join("css")))
-                        .service(Files::new("/js", static_dir.join("js"))),
+                // Pages and API answers compressed as the browser accepts; static assets carry their
+                // own precompressed bodies, and documents are sent as stored (`Content-Encoding:
+                // identity`), so neither is compressed twice.
+                .wrap(actix_web::middleware::Compress::default())
+                .app_data(web::Data::new(assets.clone()))
+                .route(
+                    "/static/{path:.*}",
+                    web::get().to(crate::web::assets::serve),
                 )
                 .configure(crate::web::health::routes)
                 .configure(crate::pages::routes)

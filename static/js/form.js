@@ -24,7 +24,5 @@
       form.addEventListener("change", update);
     });
     update();
-    var errors = document.getElementById("errori");
-    if (errors) errors.focus();
   });
 })();

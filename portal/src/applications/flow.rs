@@ -55,13 +55,7 @@ fn open_text(open: Open) -> (bool, String) {
 }
 
 async fn ente_names(state: &AppState, codes: &[String]) -> Result<Vec<(String, String)>, AppError> {
-    let all: Vec<(String, String)> = sqlx::query_as("SELECT code, name FROM enti ORDER BY name")
-        .fetch_all(&state.db.pool)
-        .await?;
-    Ok(all
-        .into_iter()
-        .filter(|(code, _)| codes.contains(code))
-        .collect())
+    Ok(crate::db::ente_names(&state.db, codes).await?)
 }
 
 fn service_of<'a>(state: &'a AppState, code: &str) -> Result<&'a Service, AppError> {
@@ -150,9 +144,12 @@ async fn start_page(
     )
     .await?;
     if let Some(id) = store::draft_for(&state.db, subject.cf(), &service.code).await? {
-        return Ok(see_other(&format!("/domande/{id}")));
+        return Ok(see_other(&format!("/domande/{id}?ripresa=1")));
     }
-    consent_page(&state, &req, service, None, None, StatusCode::OK).await
+    // The comune they applied to before, if it offers this service; otherwise nothing is ticked and
+    // the choice is required (a preselected first comune sent pratiche to the wrong one).
+    let last = store::last_ente(&state.db, subject.cf()).await?;
+    consent_page(&state, &req, service, last.as_deref(), None, StatusCode::OK).await
 }
 
 async fn consent_page(
@@ -171,7 +168,7 @@ async fn consent_page(
     ctx.insert("availability", &availability);
     ctx.insert(
         "chosen_ente",
-        &chosen_ente.or(enti.first().map(|(c, _)| c.as_str())),
+        &chosen_ente.filter(|c| enti.iter().any(|(code, _)| code == c)),
     );
     ctx.insert("enti", &enti);
     ctx.insert("error", &error);
@@ -278,7 +275,7 @@ async fn start(
     }
     // A second click on "Inizia" resumes the draft the first one made.
     if let Some(id) = store::draft_for(&state.db, person.cf.as_str(), &service.code).await? {
-        return Ok(see_other(&format!("/domande/{id}")));
+        return Ok(see_other(&format!("/domande/{id}?ripresa=1")));
     }
     let answers = prefill(&state, service, person).await?;
     let id = store::create_draft(
@@ -335,6 +332,7 @@ struct FieldView {
     rows: Vec<Vec<FieldView>>,
     item_label: String,
     can_add: bool,
+    autocomplete: Option<form::Autocomplete>,
 }
 
 #[derive(Debug, Serialize)]
@@ -416,6 +414,7 @@ fn field_view(
         label: field.label.clone(),
         kind: field.kind,
         required: field.required,
+        autocomplete: field.autocomplete,
         help: field.help.clone(),
         checked: matches!(value, Some(Value::Bool(true))),
         options: field
@@ -445,7 +444,7 @@ async fn step_page(
     app: &Application,
     n: usize,
     errors: &[FieldError],
-    saved: bool,
+    notice: Option<&str>,
     status: StatusCode,
 ) -> Result<HttpResponse, AppError> {
     let step = &service.form.steps[n - 1];
@@ -482,7 +481,7 @@ async fn step_page(
             })
             .collect::<Vec<_>>(),
     );
-    ctx.insert("saved", &saved);
+    ctx.insert("notice", &notice);
     ctx.insert("closing", &closing_note(state, service));
     ctx.insert("steps", &step_links(service, Some(app), n));
     let documents = crate::documents::for_application(&state.db, &app.id).await?;
@@ -506,6 +505,7 @@ async fn application(
     req: HttpRequest,
     principal: Principal,
     id: web::Path<String>,
+    query: web::Query<StepQuery>,
 ) -> Result<HttpResponse, AppError> {
     let (subject, app, service) = owned(
         &state,
@@ -520,11 +520,17 @@ async fn application(
     }
     subject.require(Scope::Domande)?;
     let steps = service.form.steps.len() as i64;
+    // A draft found again ("Presenta la domanda" a second time) says so on the page it opens.
+    let resumed = if query.ripresa.is_some() {
+        "?ripresa=1"
+    } else {
+        ""
+    };
     Ok(if app.current_step > steps {
-        see_other(&format!("/domande/{}/riepilogo", app.id))
+        see_other(&format!("/domande/{}/riepilogo{resumed}", app.id))
     } else {
         see_other(&format!(
-            "/domande/{}/passo/{}",
+            "/domande/{}/passo/{}{resumed}",
             app.id,
             app.current_step.max(1)
         ))
@@ -533,7 +539,21 @@ async fn application(
 
 #[derive(Debug, serde::Deserialize)]
 struct StepQuery {
+    #[serde(default)]
     salvata: Option<String>,
+    #[serde(default)]
+    ripresa: Option<String>,
+}
+
+/// The notice at the top of a draft's page: saved on request, or found again.
+fn draft_notice(query: &StepQuery) -> Option<&'static str> {
+    if query.salvata.is_some() {
+        Some("saved")
+    } else if query.ripresa.is_some() {
+        Some("resumed")
+    } else {
+        None
+    }
 }
 
 #[get("/domande/{id}/passo/{n}")]
@@ -559,7 +579,7 @@ async fn step_get(
         &app,
         n,
         &[],
-        query.salvata.is_some(),
+        draft_notice(&query),
         StatusCode::OK,
     )
     .await
@@ -661,7 +681,7 @@ async fn step_post(
                     &app,
                     n,
                     &errors,
-                    false,
+                    None,
                     StatusCode::UNPROCESSABLE_ENTITY,
                 )
                 .await;
@@ -738,6 +758,7 @@ async fn missing_documents(
     Ok(missing)
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn summary_page(
     state: &AppState,
     req: &HttpRequest,
@@ -745,6 +766,7 @@ async fn summary_page(
     app: &Application,
     declaration_error: bool,
     ticked: &[String],
+    notice: Option<&str>,
     status: StatusCode,
 ) -> Result<HttpResponse, AppError> {
     let mut answers = app.answers.clone();
@@ -773,24 +795,46 @@ async fn summary_page(
             .collect::<Vec<_>>(),
     );
     ctx.insert("declaration_error", &declaration_error);
+    ctx.insert("notice", &notice);
     ctx.insert("open", &open);
     ctx.insert("availability", &availability);
     ctx.insert("closing", &closing_note(state, service));
-    ctx.insert("attachments", &attachment_slots(service, &answers));
+    let documents = crate::documents::for_application(&state.db, &app.id).await?;
     ctx.insert(
-        "steps",
-        &step_links(service, Some(app), service.form.steps.len() + 1),
+        "attachments",
+        &attachment_slots(service, &answers, &app.id, &documents),
     );
+    let steps = step_links(service, Some(app), service.form.steps.len() + 1);
+    ctx.insert("number", &steps.len());
+    ctx.insert("steps", &steps);
     render_status(state, req, "applications/summary.html", ctx, status)
 }
 
-/// The attachment slots that apply, for the summary.
-fn attachment_slots(service: &Service, answers: &Answers) -> Vec<serde_json::Value> {
+/// The attachment slots that apply, for the summary, each with the documents sent to it.
+fn attachment_slots(
+    service: &Service,
+    answers: &Answers,
+    app_id: &str,
+    documents: &[crate::documents::Document],
+) -> Vec<serde_json::Value> {
     service
         .form
         .fields()
         .filter(|f| f.kind == FieldKind::Attachment && form::visible(f, answers))
-        .map(|f| serde_json::json!({ "label": f.label, "documents": f.documents.join(", "), "required": f.required }))
+        .map(|f| {
+            let sent: Vec<_> = documents
+                .iter()
+                .filter(|d| d.slot == f.id)
+                .map(|d| serde_json::json!({ "label": d.label, "status": d.status_label(), "accepted": d.status == "accettato" }))
+                .collect();
+            serde_json::json!({
+                "label": f.label,
+                "documents": f.documents.join(", "),
+                "required": f.required,
+                "href": format!("/domande/{app_id}/allegati/{}", f.id),
+                "sent": sent,
+            })
+        })
         .collect()
 }
 
@@ -800,12 +844,24 @@ async fn summary_get(
     req: HttpRequest,
     principal: Principal,
     id: web::Path<String>,
+    query: web::Query<StepQuery>,
 ) -> Result<HttpResponse, AppError> {
     let (_, app, service) = owned(&state, &req, &principal, &id, &[Scope::Domande]).await?;
     if app.status != Status::Bozza {
         return Ok(see_other(&format!("/domande/{}", app.id)));
     }
-    summary_page(&state, &req, service, &app, false, &[], StatusCode::OK).await
+    let notice = draft_notice(&query);
+    summary_page(
+        &state,
+        &req,
+        service,
+        &app,
+        false,
+        &[],
+        notice,
+        StatusCode::OK,
+    )
+    .await
 }
 
 #[post("/domande/{id}/invia")]
@@ -845,7 +901,17 @@ async fn submit(
         } else {
             StatusCode::CONFLICT
         };
-        return summary_page(&state, &req, service, &app, !all_ticked, &ticked, status).await;
+        return summary_page(
+            &state,
+            &req,
+            service,
+            &app,
+            !all_ticked,
+            &ticked,
+            None,
+            status,
+        )
+        .await;
     }
     let submission = Submission {
         ente_code: app.ente_code.clone(),

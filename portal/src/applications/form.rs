@@ -94,6 +94,25 @@ pub struct Field {
     /// Attachment: the kinds of document accepted in this slot.
     #[serde(default)]
     pub documents: Vec<String>,
+    /// What the answer is about the person filling the form, for the browser to offer (WCAG 1.3.5,
+    /// input purpose). Only on fields about the applicant themselves.
+    pub autocomplete: Option<Autocomplete>,
+}
+
+/// The HTML autofill purposes a form field may declare.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Autocomplete {
+    GivenName,
+    FamilyName,
+    Name,
+    Bday,
+    StreetAddress,
+    PostalCode,
+    AddressLevel2,
+    AddressLevel1,
+    Tel,
+    Email,
 }
 
 /// A regular expression the whole answer must match, compiled once when the definition is read (a
@@ -888,6 +907,7 @@ mod tests {
             max_items: None,
             item_label: None,
             documents: Vec::new(),
+            autocomplete: None,
         }
     }
 

@@ -190,6 +190,17 @@ pub async fn previous_answers(db: &Db, cf: &str) -> Result<Answers, sqlx::Error>
     Ok(merged)
 }
 
+/// The ente of the person's most recent application (a draft included): the comune they applied to
+/// before, offered first next time. `None` for someone who never applied.
+pub async fn last_ente(db: &Db, cf: &str) -> Result<Option<String>, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT ente_code FROM applications WHERE applicant_cf = $1 ORDER BY consent_at DESC LIMIT 1",
+    )
+    .bind(cf)
+    .fetch_optional(&db.pool)
+    .await
+}
+
 pub struct NewDraft<'a> {
     pub ente_code: &'a str,
     pub service_code: &'a str,

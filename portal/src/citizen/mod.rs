@@ -274,6 +274,7 @@ async fn accesses(state: &AppState, cf: &str, limit: i64) -> Result<Vec<AccessVi
     let enti: Vec<(String, String)> = sqlx::query_as("SELECT code, name FROM enti")
         .fetch_all(&state.db.pool)
         .await?;
+    let described = describe_objects(state, rows.iter().map(|r| r.3.as_str())).await?;
     let ente_name = |code: &str| {
         enti.iter()
             .find(|(c, _)| c == code)
@@ -306,10 +307,72 @@ async fn accesses(state: &AppState, cf: &str, limit: i64) -> Result<Vec<AccessVi
                     "modifica"
                 },
                 object,
-                purpose,
+                // Older records kept the pratica's key as the purpose of a document's reading.
+                purpose: if purpose.starts_with("pratica:") {
+                    "Istruttoria di una pratica".to_string()
+                } else {
+                    purpose
+                },
             }
         })
+        .collect::<Vec<_>>()
+        .into_iter()
+        .map(|mut view| {
+            view.object = described
+                .get(&view.object)
+                .cloned()
+                .unwrap_or_else(|| object_label(&view.object, None));
+            view
+        })
         .collect())
+}
+
+/// What an audit record's object (`pratica:2026/000001`, `appuntamento:<id>`, …) means to the
+/// citizen, with `detail` (a date, a document's name) when it was found.
+fn object_label(object: &str, detail: Option<&str>) -> String {
+    let (kind, key) = object.split_once(':').unwrap_or((object, ""));
+    match (kind, detail) {
+        ("area-personale", _) => "I tuoi dati personali e le tue pratiche".into(),
+        ("pratica", _) if !key.is_empty() => format!("La pratica n. {key}"),
+        ("pratica", _) => "Una pratica".into(),
+        ("appuntamento", Some(when)) => format!("L'appuntamento del {when}"),
+        ("appuntamento", None) => "Un appuntamento".into(),
+        ("documento", Some(name)) => format!("Il documento «{name}»"),
+        ("documento", None) => "Un documento".into(),
+        ("ruolo", _) => "I tuoi ruoli da operatore".into(),
+        _ => "Altri dati".into(),
+    }
+}
+
+/// The objects of `rows` that need a lookup (appointments, documents), described.
+async fn describe_objects(
+    state: &AppState,
+    objects: impl Iterator<Item = &str>,
+) -> Result<std::collections::HashMap<String, String>, AppError> {
+    let mut described = std::collections::HashMap::new();
+    for object in objects {
+        if described.contains_key(object) {
+            continue;
+        }
+        let detail = match object.split_once(':') {
+            Some(("appuntamento", id)) => {
+                sqlx::query_scalar::<_, i64>("SELECT starts_at FROM appointments WHERE id = $1")
+                    .bind(id)
+                    .fetch_optional(&state.db.pool)
+                    .await?
+                    .map(date_time)
+            }
+            Some(("documento", id)) => {
+                sqlx::query_scalar::<_, String>("SELECT label FROM documents WHERE id = $1")
+                    .bind(id)
+                    .fetch_optional(&state.db.pool)
+                    .await?
+            }
+            _ => continue,
+        };
+        described.insert(object.to_string(), object_label(object, detail.as_deref()));
+    }
+    Ok(described)
 }
 
 #[get("/area-personale/accessi")]

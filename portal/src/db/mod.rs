@@ -89,6 +89,18 @@ impl Db {
 }
 
 /// `$from, $from+1, …`: `n` numbered parameters, as both backends write them.
+/// The names of the enti among `codes`, as (code, name), by name: what people read where the
+/// database keeps a code.
+pub async fn ente_names(db: &Db, codes: &[String]) -> Result<Vec<(String, String)>, sqlx::Error> {
+    let all: Vec<(String, String)> = sqlx::query_as("SELECT code, name FROM enti ORDER BY name")
+        .fetch_all(&db.pool)
+        .await?;
+    Ok(all
+        .into_iter()
+        .filter(|(code, _)| codes.contains(code))
+        .collect())
+}
+
 pub fn placeholders(from: usize, n: usize) -> String {
     (from..from + n)
         .map(|i| format!("${i}"))

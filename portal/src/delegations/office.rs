@@ -90,13 +90,12 @@ async fn page(
     ctx.insert("rows", &rows);
     ctx.insert("form", form);
     ctx.insert("outcome", &outcome);
-    ctx.insert(
-        "enti",
-        &enti
-            .iter()
-            .filter(|e| holds(principal, e, WRITERS))
-            .collect::<Vec<_>>(),
-    );
+    let writable: Vec<String> = enti
+        .iter()
+        .filter(|e| holds(principal, e, WRITERS))
+        .cloned()
+        .collect();
+    ctx.insert("enti", &crate::db::ente_names(&state.db, &writable).await?);
     ctx.insert(
         "kinds",
         &Kind::ALL

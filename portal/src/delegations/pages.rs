@@ -171,7 +171,7 @@ async fn list(
         Some("accettata") => Some("Delega accettata: ora puoi operare per conto della persona che ti ha delegato."),
         Some("rifiutata") => Some("Delega rifiutata."),
         Some("revocata") => Some("Delega revocata: da ora non vale più."),
-        Some("terminata") => Some("Sei tornato ai tuoi dati."),
+        Some("terminata") => Some("Ora vedi di nuovo i tuoi dati: non operi più per conto di altre persone."),
         _ => None,
     };
     list_page(

@@ -1020,7 +1020,17 @@ async fn download(
         }
     }
     let object = format!("documento:{}", doc.id);
-    let purpose = format!("pratica:{}", doc.application_id);
+    // Said in words: the citizen reads it under "Chi ha consultato i tuoi dati".
+    let numero: Option<String> =
+        sqlx::query_scalar("SELECT numero FROM applications WHERE id = $1")
+            .bind(&doc.application_id)
+            .fetch_optional(&state.db.pool)
+            .await?
+            .flatten();
+    let purpose = match numero {
+        Some(n) => format!("Istruttoria della pratica {n}"),
+        None => "Istruttoria di una domanda".to_string(),
+    };
     let request_id = req
         .extensions()
         .get::<crate::web::RequestId>()
@@ -1088,6 +1098,8 @@ pub async fn send(state: &AppState, doc: &Found, inline: bool) -> Result<HttpRes
         ))
         .insert_header(("X-Content-Type-Options", "nosniff"))
         .insert_header(("Cache-Control", "no-store"))
+        // Sent as stored: photos and PDFs do not shrink, and the compression middleware skips it.
+        .insert_header(actix_web::http::header::ContentEncoding::Identity)
         .streaming(body))
 }
 

@@ -427,7 +427,7 @@ async fn queue(
     ctx.insert("current", &current);
     ctx.insert("query", &query);
     ctx.insert("filters", &*filters);
-    ctx.insert("enti", &enti);
+    ctx.insert("enti", &crate::db::ente_names(&state.db, &enti).await?);
     ctx.insert("services", &services);
     ctx.insert("statuses", &statuses);
     ctx.insert("areas", &AREAS);

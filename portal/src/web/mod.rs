@@ -1,6 +1,7 @@
 //! Shared web pieces: errors, templates, sessions, CSRF and security headers, request telemetry,
 //! health endpoints.
 
+pub mod assets;
 pub mod error;
 pub mod health;
 pub mod security;

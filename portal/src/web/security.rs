@@ -194,18 +194,3 @@ pub fn headers(https: bool) -> DefaultHeaders {
     }
     headers
 }
-
-/// Static assets are addressed with `?v=<asset version>`, so they can be cached for a year.
-pub async fn long_cache(
-    req: ServiceRequest,
-    next: Next<impl MessageBody>,
-) -> Result<ServiceResponse<impl MessageBody>, Error> {
-    let mut res = next.call(req).await?;
-    if res.status().is_success() || res.status() == actix_web::http::StatusCode::NOT_MODIFIED {
-        res.headers_mut().insert(
-            header::CACHE_CONTROL,
-            HeaderValue::from_static("public, max-age=31536000, immutable"),
-        );
-    }
-    Ok(res)
-}

@@ -1,5 +1,6 @@
 //! Tera templates, embedded in the binary from `templates/`, autoescaped. Every page gets the same
-//! base context: the ente, the asset version, the signed-in person and the CSRF token.
+//! base context: the ente, the signed-in person and the CSRF token; `asset(path=…)` gives a static
+//! asset's URL (see `web::assets`).
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse};
@@ -12,13 +13,21 @@ use crate::web::session::Session;
 
 static TEMPLATES: Dir<'static> = include_dir!("$CARGO_MANIFEST_DIR/../templates");
 
-pub fn load() -> Result<Tera, tera::Error> {
+pub fn load(assets: &crate::web::assets::Assets) -> Result<Tera, tera::Error> {
     let mut tera = Tera::default();
+    tera.register_function("asset", assets.tera_function());
     let mut files = Vec::new();
     collect(&TEMPLATES, &mut files);
     tera.add_raw_templates(files)?;
     tera.autoescape_on(vec![".html", ".txt"]);
     Ok(tera)
+}
+
+/// The templates' sources (the assets keep the icons they name).
+pub fn sources() -> Vec<&'static str> {
+    let mut files = Vec::new();
+    collect(&TEMPLATES, &mut files);
+    files.into_iter().map(|(_, text)| text).collect()
 }
 
 fn collect(dir: &'static Dir<'static>, out: &mut Vec<(String, &'static str)>) {
@@ -35,7 +44,6 @@ fn collect(dir: &'static Dir<'static>, out: &mut Vec<(String, &'static str)>) {
 pub fn base_context(state: &AppState, session: Option<&Session>, req: &HttpRequest) -> Context {
     let mut ctx = Context::new();
     ctx.insert("ente", &state.config.ente);
-    ctx.insert("asset_version", &state.asset_version);
     ctx.insert("dev_idp", &state.config.dev_idp_enabled());
     ctx.insert("path", req.path());
     if let Some(session) = session {
