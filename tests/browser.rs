@@ -448,6 +448,29 @@ async fn a_citizen_logs_in_with_chromium_and_every_page_passes_axe() {
         .unwrap();
     check(&client, "404", &mut violations).await;
 
+    // A sent pratica (also for the desk's pages below): the confirmation as its citizen sees it,
+    // with the receipt's button inside the coloured callout.
+    let sent = crate::applications::ready_draft(&app, "BNCGLI85D52F205W").await;
+    let answers = portal::applications::form::Answers::new();
+    portal::applications::store::submit(
+        app.db(),
+        portal::clock::Clock::now_ms(&app.clock),
+        &sent,
+        &crate::applications::submission("BNCGLI85D52F205W", "valleverde", &answers),
+    )
+    .await
+    .unwrap();
+    client
+        .goto(&format!("{}/domande/{sent}?inviata=1", app.url))
+        .await
+        .unwrap();
+    client
+        .wait()
+        .for_element(Locator::Css("[data-testid=numero]"))
+        .await
+        .unwrap();
+    check(&client, "domanda inviata", &mut violations).await;
+
     click(&client, Locator::Css("button.sportello-logout")).await;
     client
         .wait()
@@ -472,17 +495,7 @@ async fn a_citizen_logs_in_with_chromium_and_every_page_passes_axe() {
         .await
         .unwrap();
     check(&client, "gestione operatori", &mut violations).await;
-    // A sent pratica for the desk's pages.
-    let draft = crate::applications::ready_draft(&app, "BNCGLI85D52F205W").await;
-    let answers = portal::applications::form::Answers::new();
-    portal::applications::store::submit(
-        app.db(),
-        portal::clock::Clock::now_ms(&app.clock),
-        &draft,
-        &crate::applications::submission("BNCGLI85D52F205W", "valleverde", &answers),
-    )
-    .await
-    .unwrap();
+    let draft = sent;
     let pratica = format!("/ufficio/pratiche/{draft}");
     for (path, page) in [
         ("/amministrazione/sedi", "sedi e calendari"),

@@ -104,6 +104,25 @@ async fn the_authorization_request_follows_the_profile() {
         "plain and signed agree"
     );
     assert_eq!(claims["acr_values"], "https://www.spid.gov.it/SpidL2");
+    // SPID's scopes are openid (and offline_access): profile is for CIE only.
+    assert_eq!(claims["scope"], "openid", "{claims}");
+    assert_eq!(params["scope"], "openid");
+    // NumericDate in whole seconds.
+    for name in ["iat", "exp"] {
+        assert!(
+            claims[name].is_u64(),
+            "{name} is an integer: {}",
+            claims[name]
+        );
+    }
+    // Only attributes of the SPID/CIE lists.
+    let asked: Vec<&String> = claims["claims"]["userinfo"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .collect();
+    assert!(asked.iter().all(|k| !k.contains("domicile")), "{asked:?}");
+    assert!(asked.iter().any(|k| *k == "address"), "{asked:?}");
     assert!(!claims["claims"]["userinfo"]["https://attributes.eid.gov.it/fiscal_number"].is_null());
 
     // The provider refuses an authorization request without its signed request object.
@@ -131,11 +150,12 @@ async fn every_misbehaviour_of_the_provider_is_refused() {
         "none",
         "senza-at-hash",
         "at-hash",
-        "acr",
         "nonce",
         "iss",
         "sub",
         "in-chiaro",
+        // RFC 9207: the provider advertises iss in responses, so one without it is refused.
+        "senza-iss",
     ] {
         let callback = app.login_until_callback_with("mario-rossi", fault).await;
         assert_refused(&app, &callback.0, fault).await;
@@ -162,7 +182,7 @@ async fn logout_revokes_the_access_token_at_the_provider() {
     let app = spawn_app().await;
     app.login("anna-verdi").await;
     let data: String =
-        sqlx::query_scalar("SELECT data FROM sessions WHERE data LIKE '%provider_token%'")
+        sqlx::query_scalar("SELECT data FROM sessions WHERE data LIKE '%access_token%'")
             .fetch_one(&app.db().pool)
             .await
             .unwrap();
@@ -432,5 +452,69 @@ async fn the_callback_also_accepts_form_post_from_the_provider() {
         .text("/area-personale")
         .await
         .contains("VRDNNA78M41L219W"));
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_provider_that_rolled_its_keys_over_still_logs_people_in() {
+    let app = spawn_app().await;
+    // A first login caches the provider's metadata and keys.
+    assert!(app.login("mario-rossi").await.contains("RSSMRA80A01H501U"));
+    app.logout().await;
+    // The provider signs the next ID token with a key the cache does not have: the portal fetches
+    // the keys again instead of refusing everyone until a restart.
+    let callback = app
+        .login_until_callback_with("giulia-bianchi", "chiave-nuova")
+        .await;
+    let back = app.get(&callback.0).await;
+    assert_eq!(
+        back.status(),
+        StatusCode::SEE_OTHER,
+        "logged in after the rollover"
+    );
+    assert!(app
+        .text("/area-personale")
+        .await
+        .contains("BNCGLI85D52F205W"));
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_callback_sent_twice_at_once_logs_the_person_in_once() {
+    let app = spawn_app().await;
+    let callback = app.login_until_callback("anna-verdi").await;
+    // A double click: both requests carry the pre-login cookie.
+    let (a, b) = tokio::join!(app.get(&callback.0), app.get(&callback.0));
+    for r in [&a, &b] {
+        assert_eq!(r.status(), StatusCode::SEE_OTHER, "both answers log in");
+        assert_eq!(location(r), "/area-personale");
+        assert!(
+            r.headers().get("set-cookie").is_some(),
+            "each answer carries the new session"
+        );
+    }
+    assert_eq!(logged_in_sessions(&app).await, 1, "one session, one login");
+    assert!(app
+        .text("/area-personale")
+        .await
+        .contains("VRDNNA78M41L219W"));
+    // Later the same callback is refused, as any replay.
+    app.logout().await;
+    assert_eq!(app.get(&callback.0).await.status(), StatusCode::BAD_REQUEST);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_login_at_a_level_too_low_says_what_to_do() {
+    let app = spawn_app().await;
+    let callback = app.login_until_callback_with("mario-rossi", "acr").await;
+    let page = app.get(&callback.0).await;
+    assert_eq!(page.status(), StatusCode::FORBIDDEN);
+    let html = page.text().await.unwrap();
+    assert!(
+        html.contains("Hai usato un accesso di livello 1") && html.contains("livello 2"),
+        "{html}"
+    );
+    assert_eq!(logged_in_sessions(&app).await, 0);
     app.stop().await;
 }

@@ -697,6 +697,18 @@ impl Config {
                     "public_url: required in production mode".into(),
                 ));
             }
+            // The client_id and redirect_uri published to the federation derive from it; the
+            // SPID/CIE rules allow only https.
+            if self
+                .public_url
+                .as_deref()
+                .is_some_and(|u| !u.starts_with("https://"))
+            {
+                return Err(ConfigError::Invalid(
+                    "public_url: production mode needs an https:// address (SPID and CIE accept no other)"
+                        .into(),
+                ));
+            }
         }
         Ok(())
     }
@@ -758,6 +770,11 @@ mod tests {
         );
         config.documents.master_key_file = Some("d.key".into());
         assert!(config.validate().is_ok());
+        // An http address would be published as the client_id and redirect_uri: refused.
+        config.public_url = Some("http://sportello.example.it".into());
+        let refused = config.validate().err().map(|e| e.to_string());
+        assert!(refused.unwrap_or_default().contains("https://"));
+        config.public_url = Some("https://sportello.example.it".into());
         config.auth.dev_idp = Some(true);
         assert!(config.validate().is_err());
     }

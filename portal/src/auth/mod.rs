@@ -15,12 +15,12 @@ use tera::Context;
 
 pub use principal::{Membership, Person, Principal, Role};
 
-use crate::auth::oidc::{AuthRequest, Identity};
+use crate::auth::oidc::{AuthRequest, Identity, OidcError};
 use crate::server::AppState;
 use crate::telemetry::JobLabels;
 use crate::web::error::AppError;
 use crate::web::session::{self, ProviderToken, SessionData};
-use crate::web::templates::render;
+use crate::web::templates::{render, render_status};
 
 /// The level asked for at login: personal data needs SPID level 2.
 pub const LOGIN_LEVEL: u8 = 2;
@@ -49,6 +49,8 @@ fn login_context(ctx: &mut Context, state: &AppState, next: &str, level: u8) {
     ctx.insert("next_q", &encoded);
     ctx.insert("level", &level.clamp(LOGIN_LEVEL, 3));
     ctx.insert("providers", state.relying_party.providers());
+    // Why the last login did not complete, when it did not ("cancelled", "provider", "level").
+    ctx.insert("refusal", &Option::<&str>::None);
 }
 
 #[derive(Debug, Deserialize)]
@@ -187,11 +189,14 @@ async fn complete_login(
 ) -> Result<HttpResponse, AppError> {
     let old = session::current(req)
         .ok_or_else(|| AppError::Login("callback without a session".into()))?;
-    let pending = old
-        .data
-        .pending_login
-        .clone()
-        .ok_or_else(|| AppError::Login("callback without a login in progress".into()))?;
+    let Some(pending) = old.data.pending_login.clone() else {
+        if old.login_elsewhere() {
+            return handed_over(state, &old).await;
+        }
+        return Err(AppError::Login(
+            "callback without a login in progress".into(),
+        ));
+    };
     let state_ok = params
         .state
         .as_deref()
@@ -201,28 +206,56 @@ async fn complete_login(
             "state does not match the login in progress".into(),
         ));
     }
+    // The login in progress is taken out of the session once: of two callbacks at once (a double
+    // click, a browser retrying) only one exchanges the code; the other waits for its outcome.
+    if !session::take_pending_login(&state.db, &old).await? {
+        return handed_over(state, &old).await;
+    }
     if let Some(error) = params.error {
         tracing::info!(error = %error, "identity provider returned an error");
-        let mut cleared = old.clone();
-        cleared.data.pending_login = None;
-        session::save(&state.db, &cleared).await?;
+        // The person cancelled (access_denied) or the provider could not go on: the login page
+        // says which, and what to do.
         let mut ctx = Context::new();
         login_context(&mut ctx, state, &pending.next, pending.request.level);
-        ctx.insert("cancelled", &true);
+        ctx.insert(
+            "refusal",
+            if error == "access_denied" {
+                "cancelled"
+            } else {
+                "provider"
+            },
+        );
         return render(state, req, "login.html", ctx);
     }
     let code = params
         .code
         .ok_or_else(|| AppError::Login("callback without a code".into()))?;
-    let identity = state
+    let identity = match state
         .relying_party
         .finish(&pending.request, &code, params.iss.as_deref())
         .await
-        .map_err(|e| AppError::Login(e.to_string()))?;
+    {
+        Ok(identity) => identity,
+        Err(OidcError::LevelTooLow { got, wanted }) => {
+            tracing::info!(got, wanted, "login at a level too low for the page");
+            let mut ctx = Context::new();
+            login_context(&mut ctx, state, &pending.next, wanted);
+            ctx.insert("refusal", "level");
+            ctx.insert("got", &got);
+            return render_status(
+                state,
+                req,
+                "login.html",
+                ctx,
+                actix_web::http::StatusCode::FORBIDDEN,
+            );
+        }
+        Err(e) => return Err(AppError::Login(e.to_string())),
+    };
     let principal = remember(state, &identity).await?;
 
-    // A new session id at login: the pre-login session is gone for good.
-    session::delete(&state.db, &old).await?;
+    // A new session id at login: the pre-login session only says where the login went (see
+    // `handed_over`), then goes.
     // A form kept for a step-up comes along, if the same person logged in.
     let same_person = old
         .data
@@ -240,12 +273,35 @@ async fn complete_login(
         ..SessionData::default()
     };
     let (token, _) = session::create(state, data).await?;
+    // The other callback of a double click finds the new session here (for a minute).
+    session::hand_over(state, &old, &token, &pending.next).await?;
     let mut response = see_other(&pending.next);
     response
         .add_cookie(&session::cookie(state, token))
         .map_err(|e| AppError::Internal(e.to_string()))?;
     tracing::info!(provider = %pending.request.provider, level = identity.level, "login completed");
     Ok(response)
+}
+
+/// A second callback of the same login: waits (up to 15 s) for the first to finish, then answers
+/// as it did, with the new session, so the browser that kept only this answer is logged in too.
+async fn handed_over(state: &AppState, old: &session::Session) -> Result<HttpResponse, AppError> {
+    for _ in 0..75 {
+        match session::handed_over(state, old).await? {
+            Some((token, next)) => {
+                let mut response = see_other(&next);
+                response
+                    .add_cookie(&session::cookie(state, token))
+                    .map_err(|e| AppError::Internal(e.to_string()))?;
+                return Ok(response);
+            }
+            None if !session::exists(&state.db, old).await? => break,
+            None => tokio::time::sleep(std::time::Duration::from_millis(200)).await,
+        }
+    }
+    Err(AppError::Login(
+        "callback without a login in progress".into(),
+    ))
 }
 
 /// Records what the identity provider told us (once-only: the portal prefills from it) and resolves

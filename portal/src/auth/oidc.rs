@@ -41,6 +41,9 @@ pub enum OidcError {
     Discovery { issuer: String, reason: String },
     #[error("{0}")]
     Protocol(String),
+    /// The provider authenticated the person at a lower SPID level than the one asked for.
+    #[error("acr level {got} below the requested {wanted}")]
+    LevelTooLow { got: u8, wanted: u8 },
 }
 
 fn protocol(e: impl std::fmt::Display) -> OidcError {
@@ -81,9 +84,7 @@ pub fn requested_claims() -> serde_json::Value {
             "birthdate": null,
             "email": null,
             "phone_number": null,
-            "https://attributes.eid.gov.it/domicile_street_address": null,
-            "https://attributes.eid.gov.it/domicile_postal_code": null,
-            "https://attributes.eid.gov.it/domicile_municipality": null
+            "address": null
         },
         "id_token": { "acr": { "essential": true } }
     })
@@ -241,6 +242,11 @@ impl RelyingParty {
     }
 
     /// The provider of entry `id`, resolved (and cached until its metadata or chain expires).
+    /// Drops the cached metadata and keys of provider `id`: the next use fetches them again.
+    async fn forget(&self, id: &str) {
+        self.resolved.write().await.remove(id);
+    }
+
     async fn provider(&self, id: &str) -> Result<Provider, OidcError> {
         if let Some((until, provider)) = self.resolved.read().await.get(id) {
             if Instant::now() < *until {
@@ -372,6 +378,12 @@ impl RelyingParty {
         let provider = self.provider(provider_id).await?;
         let issuer = provider.endpoint("issuer").unwrap_or_default();
         let issuer = issuer.as_str();
+        let kind = self
+            .providers
+            .iter()
+            .find(|p| p.id == provider_id)
+            .map(|p| p.kind)
+            .unwrap_or(crate::config::ProviderKind::Spid);
         let client = CoreClient::from_provider_metadata(
             provider.metadata,
             ClientId::new(self.client_id.clone()),
@@ -382,15 +394,17 @@ impl RelyingParty {
         let state = alphanumeric(48);
         let nonce = alphanumeric(48);
         let request_object =
-            self.request_object(issuer, challenge.as_str(), &state, &nonce, level)?;
+            self.request_object(issuer, kind, challenge.as_str(), &state, &nonce, level)?;
         let (state_for_url, nonce_for_url) = (state.clone(), nonce.clone());
-        let (url, _, _) = client
-            .authorize_url(
-                CoreAuthenticationFlow::AuthorizationCode,
-                move || CsrfToken::new(state_for_url),
-                move || Nonce::new(nonce_for_url),
-            )
-            .add_scope(Scope::new("profile".into()))
+        let mut authorize = client.authorize_url(
+            CoreAuthenticationFlow::AuthorizationCode,
+            move || CsrfToken::new(state_for_url),
+            move || Nonce::new(nonce_for_url),
+        );
+        if kind == crate::config::ProviderKind::Cie {
+            authorize = authorize.add_scope(Scope::new("profile".into()));
+        }
+        let (url, _, _) = authorize
             .set_pkce_challenge(challenge)
             .add_extra_param("acr_values", acr_for_level(level))
             .add_extra_param("prompt", "consent login")
@@ -411,22 +425,21 @@ impl RelyingParty {
     fn request_object(
         &self,
         issuer: &str,
+        kind: crate::config::ProviderKind,
         challenge: &str,
         state: &str,
         nonce: &str,
         level: u8,
     ) -> Result<String, OidcError> {
-        let now = SystemTime::now();
         let mut payload = JwtPayload::new();
         payload.set_issuer(&self.client_id);
         payload.set_audience(vec![issuer]);
-        payload.set_issued_at(&now);
-        payload.set_expires_at(&(now + ASSERTION_LIFETIME));
+        stamp(&mut payload)?;
         payload.set_jwt_id(uuid::Uuid::new_v4().to_string());
         let claims = [
             ("client_id", serde_json::json!(self.client_id)),
             ("response_type", serde_json::json!("code")),
-            ("scope", serde_json::json!("openid profile")),
+            ("scope", serde_json::json!(scope_for(kind))),
             ("code_challenge", serde_json::json!(challenge)),
             ("code_challenge_method", serde_json::json!("S256")),
             ("nonce", serde_json::json!(nonce)),
@@ -453,6 +466,15 @@ impl RelyingParty {
             return Err(protocol("the iss parameter names another provider"));
         }
         let provider = self.provider(&request.provider).await?;
+        // RFC 9207 §2.4: a provider that says it sends `iss` must have sent it (mix-up attacks).
+        if iss.is_none()
+            && provider.raw["authorization_response_iss_parameter_supported"]
+                == serde_json::json!(true)
+        {
+            return Err(protocol(
+                "the callback has no iss, which the provider says it always sends",
+            ));
+        }
         let token_endpoint = provider
             .endpoint("token_endpoint")
             .ok_or_else(|| protocol("no token endpoint"))?;
@@ -479,6 +501,28 @@ impl RelyingParty {
             .map_err(|e| protocol(format!("token request: {}", error_chain(&e))))?;
 
         let id_token = tokens.id_token().ok_or_else(|| protocol("no ID token"))?;
+        // A key the cached metadata does not have: the provider rolled its keys over. Its metadata
+        // is fetched again (once) before the token is judged.
+        let kid = id_token
+            .to_string()
+            .split('.')
+            .next()
+            .and_then(b64_json)
+            .and_then(|h| h.get("kid").and_then(|k| k.as_str()).map(str::to_string));
+        let (provider, client) = if kid.is_some() && provider.key(kid.as_deref()).is_err() {
+            tracing::info!(provider = %request.provider, "unknown signing key: fetching the provider's keys again");
+            self.forget(&request.provider).await;
+            let provider = self.provider(&request.provider).await?;
+            let client = CoreClient::from_provider_metadata(
+                provider.metadata.clone(),
+                ClientId::new(self.client_id.clone()),
+                None,
+            )
+            .set_redirect_uri(RedirectUrl::new(self.redirect_uri.clone()).map_err(protocol)?);
+            (provider, client)
+        } else {
+            (provider, client)
+        };
         let verifier = client.id_token_verifier();
         let claims = id_token
             .claims(&verifier, &Nonce::new(request.nonce.clone()))
@@ -499,10 +543,10 @@ impl RelyingParty {
             .and_then(|acr| level_of_acr(acr.as_str()))
             .ok_or_else(|| protocol("ID token has no known acr"))?;
         if level < request.level {
-            return Err(protocol(format!(
-                "acr level {level} below the requested {}",
-                request.level
-            )));
+            return Err(OidcError::LevelTooLow {
+                got: level,
+                wanted: request.level,
+            });
         }
 
         let access_token = tokens.access_token().secret().clone();
@@ -656,15 +700,41 @@ impl RelyingParty {
 
     /// `private_key_jwt`: a short-lived assertion signed with the portal's key.
     fn client_assertion(&self, audience: &str) -> Result<String, OidcError> {
-        let now = SystemTime::now();
         let mut payload = JwtPayload::new();
         payload.set_issuer(&self.client_id);
         payload.set_subject(&self.client_id);
         payload.set_audience(vec![audience]);
-        payload.set_issued_at(&now);
-        payload.set_expires_at(&(now + ASSERTION_LIFETIME));
+        stamp(&mut payload)?;
         payload.set_jwt_id(uuid::Uuid::new_v4().to_string());
         self.signing_key.sign(&payload, "JWT").map_err(protocol)
+    }
+}
+
+/// `iat` now and `exp` after [`ASSERTION_LIFETIME`], in whole seconds (NumericDate as the SPID/CIE
+/// rules and their reference implementation read it; josekit would write fractions).
+fn stamp(payload: &mut JwtPayload) -> Result<(), OidcError> {
+    let now = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_err(protocol)?
+        .as_secs();
+    payload
+        .set_claim("iat", Some(serde_json::json!(now)))
+        .map_err(protocol)?;
+    payload
+        .set_claim(
+            "exp",
+            Some(serde_json::json!(now + ASSERTION_LIFETIME.as_secs())),
+        )
+        .map_err(protocol)?;
+    Ok(())
+}
+
+/// The scopes asked of a provider: SPID knows `openid` (and `offline_access`) only; `profile` is
+/// CIE's.
+pub fn scope_for(kind: crate::config::ProviderKind) -> &'static str {
+    match kind {
+        crate::config::ProviderKind::Spid => "openid",
+        crate::config::ProviderKind::Cie => "openid profile",
     }
 }
 

@@ -1,6 +1,8 @@
 //! Server-side sessions. The cookie carries 256 random bits; the database keeps only their SHA-256,
 //! the session data, and the times that enforce the idle and absolute timeouts. A new id is issued at
-//! login (the pre-login session is deleted), so a planted cookie cannot be carried into a login.
+//! login (the pre-login session keeps nothing of the person: for a minute it only points a second
+//! callback of the same login at the new session, then it is deleted), so a planted cookie cannot
+//! be carried into a login.
 
 use actix_web::cookie::{time::Duration as CookieDuration, Cookie, SameSite};
 use actix_web::{HttpMessage, HttpRequest};
@@ -29,6 +31,118 @@ pub struct SessionData {
     /// (`crate::delegations`); every page then says so.
     #[serde(default)]
     pub acting_for: Option<ActingFor>,
+    /// On a pre-login session whose login just completed, for a minute: the new session and where
+    /// it went, for the second callback of a double click (`crate::auth`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub handed_over: Option<HandedOver>,
+    /// Set when a callback took the login in progress and is completing it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub completing: bool,
+}
+
+#[derive(Clone, Serialize, Deserialize)]
+pub struct HandedOver {
+    token: String,
+    next: String,
+    until_ms: i64,
+}
+
+impl std::fmt::Debug for HandedOver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "HandedOver {{ next: {}, .. }}", self.next)
+    }
+}
+
+/// How long a completed login's pre-login session answers a second callback.
+const HAND_OVER_MS: i64 = 60_000;
+
+/// Takes the login in progress out of `session` in the database, if it is still there: true for
+/// the one request that took it (compare-and-set on the stored data).
+pub async fn take_pending_login(db: &Db, session: &Session) -> Result<bool, AppError> {
+    if session.data.pending_login.is_none() {
+        return Ok(false);
+    }
+    let before =
+        serde_json::to_string(&session.data).map_err(|e| AppError::Internal(e.to_string()))?;
+    let mut data = session.data.clone();
+    data.pending_login = None;
+    data.completing = true;
+    let after = serde_json::to_string(&data).map_err(|e| AppError::Internal(e.to_string()))?;
+    let taken = sqlx::query("UPDATE sessions SET data = $1 WHERE id = $2 AND data = $3")
+        .bind(after)
+        .bind(&session.id)
+        .bind(before)
+        .execute(&db.pool)
+        .await?
+        .rows_affected();
+    Ok(taken == 1)
+}
+
+/// Marks the pre-login `old` session as handed over to the session of `token`, going to `next`;
+/// it is deleted a minute later.
+pub async fn hand_over(
+    state: &AppState,
+    old: &Session,
+    token: &str,
+    next: &str,
+) -> Result<(), AppError> {
+    let data = SessionData {
+        handed_over: Some(HandedOver {
+            token: token.to_string(),
+            next: next.to_string(),
+            until_ms: state.clock.now_ms() + HAND_OVER_MS,
+        }),
+        ..SessionData::default()
+    };
+    let json = serde_json::to_string(&data).map_err(|e| AppError::Internal(e.to_string()))?;
+    sqlx::query("UPDATE sessions SET data = $1 WHERE id = $2")
+        .bind(json)
+        .bind(&old.id)
+        .execute(&state.db.pool)
+        .await?;
+    let (db, id) = (state.db.clone(), old.id.clone());
+    tokio::spawn(async move {
+        tokio::time::sleep(std::time::Duration::from_millis(HAND_OVER_MS as u64)).await;
+        let _ = sqlx::query("DELETE FROM sessions WHERE id = $1")
+            .bind(id)
+            .execute(&db.pool)
+            .await;
+    });
+    Ok(())
+}
+
+/// The session a completed login handed `old` over to, and where it went, while it is fresh.
+pub async fn handed_over(
+    state: &AppState,
+    old: &Session,
+) -> Result<Option<(String, String)>, AppError> {
+    let data: Option<String> = sqlx::query_scalar("SELECT data FROM sessions WHERE id = $1")
+        .bind(&old.id)
+        .fetch_optional(&state.db.pool)
+        .await?;
+    let now = state.clock.now_ms();
+    Ok(data
+        .and_then(|d| serde_json::from_str::<SessionData>(&d).ok())
+        .and_then(|d| d.handed_over)
+        .filter(|h| now <= h.until_ms)
+        .map(|h| (h.token, h.next)))
+}
+
+impl Session {
+    /// Whether this (pre-login) session's login is being completed or was just completed by
+    /// another request.
+    pub fn login_elsewhere(&self) -> bool {
+        self.data.completing || self.data.handed_over.is_some()
+    }
+}
+
+/// Whether `session` is still stored.
+pub async fn exists(db: &Db, session: &Session) -> Result<bool, AppError> {
+    let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM sessions WHERE id = $1")
+        .bind(&session.id)
+        .fetch_one(&db.pool)
+        .await?;
+    Ok(n > 0)
 }
 
 #[derive(Clone, Serialize, Deserialize)]

@@ -49,6 +49,10 @@ pub enum Fault {
     LowAcr,
     WrongNonce,
     WrongIss,
+    /// The callback without `iss`, though the metadata says it is always sent.
+    NoIss,
+    /// The provider rolls its signing key over just before signing this ID token.
+    NewKey,
     UserinfoSub,
     UserinfoPlain,
 }
@@ -114,6 +118,16 @@ pub const FAULTS: &[FaultChoice] = &[
         label: "Parametro iss di un altro provider",
     },
     FaultChoice {
+        value: "senza-iss",
+        fault: Fault::NoIss,
+        label: "Risposta senza il parametro iss",
+    },
+    FaultChoice {
+        value: "chiave-nuova",
+        fault: Fault::NewKey,
+        label: "Chiave di firma appena cambiata (rollover: l'accesso deve riuscire)",
+    },
+    FaultChoice {
         value: "sub",
         fault: Fault::UserinfoSub,
         label: "userinfo di un altro soggetto (sub)",
@@ -162,7 +176,8 @@ struct IssuedToken {
 #[derive(Debug)]
 pub struct DevIdp {
     pub issuer: String,
-    key: NamedKey,
+    /// The signing key; replaced when the provider rolls it over (fault "chiave-nuova").
+    key: std::sync::RwLock<NamedKey>,
     federation_key: NamedKey,
     client_id: String,
     client_key: Jwk,
@@ -238,7 +253,7 @@ impl DevIdp {
     ) -> DevIdp {
         DevIdp {
             issuer: format!("{public_url}/dev-idp"),
-            key,
+            key: std::sync::RwLock::new(key),
             federation_key,
             client_id,
             client_key,
@@ -371,14 +386,29 @@ impl DevIdp {
                 let other = NamedKey::generate().map_err(server_error)?;
                 let mut header = JwsHeader::new();
                 header.set_token_type("JWT");
-                header.set_key_id(self.key.kid.clone());
+                header.set_key_id(self.signing_key().kid.clone());
                 let signer = RS256
                     .signer_from_pem(other.to_pem())
                     .map_err(server_error)?;
                 jwt::encode_with_signer(&payload, &header, &signer).map_err(server_error)
             }
-            _ => self.key.sign(&payload, "JWT").map_err(server_error),
+            Fault::NewKey => {
+                let fresh = NamedKey::generate().map_err(server_error)?;
+                *self.key.write().unwrap_or_else(|e| e.into_inner()) = fresh;
+                self.signing_key()
+                    .sign(&payload, "JWT")
+                    .map_err(server_error)
+            }
+            _ => self
+                .signing_key()
+                .sign(&payload, "JWT")
+                .map_err(server_error),
         }
+    }
+
+    /// The provider's current signing key.
+    fn signing_key(&self) -> NamedKey {
+        self.key.read().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     /// Userinfo as the profile wants it: a JWT signed by the provider, encrypted to the client.
@@ -402,7 +432,10 @@ impl DevIdp {
                     .map_err(server_error)?;
             }
         }
-        let jws = self.key.sign(&payload, "JWT").map_err(server_error)?;
+        let jws = self
+            .signing_key()
+            .sign(&payload, "JWT")
+            .map_err(server_error)?;
         let mut header = JweHeader::new();
         header.set_content_encryption("A256CBC-HS512");
         header.set_content_type("JWT");
@@ -475,7 +508,8 @@ async fn entity_configuration(state: web::Data<AppState>) -> Result<HttpResponse
         .as_deref()
         .ok_or(AppError::NotFound)?;
     let mut metadata = idp.metadata();
-    metadata["jwks"] = serde_json::json!({ "keys": [idp.key.public_jwk("sig", "RS256").as_ref()] });
+    metadata["jwks"] =
+        serde_json::json!({ "keys": [idp.signing_key().public_jwk("sig", "RS256").as_ref()] });
     let mut payload = JwtPayload::new();
     payload.set_issuer(&idp.issuer);
     payload.set_subject(&idp.issuer);
@@ -506,7 +540,7 @@ async fn entity_configuration(state: web::Data<AppState>) -> Result<HttpResponse
 #[get("/dev-idp/jwks")]
 async fn jwks(state: web::Data<AppState>) -> Result<HttpResponse, AppError> {
     let idp = idp(&state)?;
-    let key = idp.key.public_jwk("sig", "RS256");
+    let key = idp.signing_key().public_jwk("sig", "RS256");
     Ok(HttpResponse::Ok().json(serde_json::json!({ "keys": [key.as_ref()] })))
 }
 
@@ -652,8 +686,10 @@ async fn choose(
     target
         .query_pairs_mut()
         .append_pair("code", &code)
-        .append_pair("state", &auth.state)
-        .append_pair("iss", &iss);
+        .append_pair("state", &auth.state);
+    if auth.fault != Fault::NoIss {
+        target.query_pairs_mut().append_pair("iss", &iss);
+    }
     {
         let mut codes = DevIdp::lock(&idp.codes);
         codes.retain(|_, c| c.expires_ms > now);
