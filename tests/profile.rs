@@ -280,6 +280,83 @@ async fn the_entity_configuration_is_published_signed_with_the_federation_key() 
     let entity = &claims["metadata"]["federation_entity"];
     assert_eq!(entity["organization_name"], "Comune di Valleverde");
     assert!(entity["contacts"][0].as_str().unwrap().contains('@'));
+    // Required of a relying party by the SPID/CIE rules: a resolve endpoint and a logo.
+    assert_eq!(
+        entity["federation_resolve_endpoint"].as_str().unwrap(),
+        format!("{}/resolve", app.url)
+    );
+    let logo = app.get(entity["logo_uri"].as_str().unwrap()).await;
+    assert_eq!(logo.status(), StatusCode::OK);
+    assert_eq!(logo.headers()["content-type"], "image/svg+xml");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn the_resolve_endpoint_answers_with_the_metadata_and_the_trust_chain() {
+    let app = spawn_app().await;
+    let ta = format!("{}/dev-ta", app.url);
+    let idp = format!("{}/dev-idp", app.url);
+    let url = reqwest::Url::parse_with_params(
+        &format!("{}/resolve", app.url),
+        &[
+            ("sub", idp.as_str()),
+            ("anchor", ta.as_str()),
+            ("type", "openid_provider"),
+        ],
+    )
+    .unwrap();
+    let response = app.get(url.as_str()).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(
+        response.headers()["content-type"],
+        "application/resolve-response+jwt"
+    );
+    let jwt = response.text().await.unwrap();
+    assert_eq!(json_segment(&jwt, 0)["typ"], "resolve-response+jwt");
+    let claims = json_segment(&jwt, 1);
+    assert_eq!(claims["iss"].as_str().unwrap(), app.url);
+    assert_eq!(claims["sub"].as_str().unwrap(), idp);
+    assert!(claims["iat"].is_u64() && claims["exp"].is_i64());
+    assert_eq!(
+        claims["metadata"]["openid_provider"]["token_endpoint_auth_methods_supported"],
+        serde_json::json!(["private_key_jwt"]),
+        "the anchor's policy applied"
+    );
+    // The chain: the provider's configuration, the anchor's statement about it, the anchor's own.
+    let chain: Vec<serde_json::Value> = claims["trust_chain"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|j| json_segment(j.as_str().unwrap(), 1))
+        .collect();
+    assert_eq!(chain.len(), 3, "{chain:?}");
+    assert_eq!(
+        (chain[0]["iss"].as_str(), chain[0]["sub"].as_str()),
+        (Some(idp.as_str()), Some(idp.as_str()))
+    );
+    assert_eq!(
+        (chain[1]["iss"].as_str(), chain[1]["sub"].as_str()),
+        (Some(ta.as_str()), Some(idp.as_str()))
+    );
+    assert_eq!(
+        (chain[2]["iss"].as_str(), chain[2]["sub"].as_str()),
+        (Some(ta.as_str()), Some(ta.as_str()))
+    );
+
+    // Asked wrongly, or for an anchor the portal does not trust: a JSON error, never a chain.
+    assert_eq!(app.get("/resolve").await.status(), StatusCode::BAD_REQUEST);
+    let elsewhere = reqwest::Url::parse_with_params(
+        &format!("{}/resolve", app.url),
+        &[
+            ("sub", idp.as_str()),
+            ("anchor", "https://altra-federazione.example.it"),
+        ],
+    )
+    .unwrap();
+    let refused = app.get(elsewhere.as_str()).await;
+    assert_eq!(refused.status(), StatusCode::NOT_FOUND);
+    let body: serde_json::Value = refused.json().await.unwrap();
+    assert_eq!(body["error"], "invalid_subject");
     app.stop().await;
 }
 

@@ -241,6 +241,32 @@ impl RelyingParty {
         &self.providers
     }
 
+    /// Resolves `entity_id`'s trust chain up to the configured trust anchor `anchor` (the
+    /// federation's resolve endpoint and `sportello federation check`).
+    pub async fn resolve_in_federation(
+        &self,
+        entity_id: &str,
+        anchor: &str,
+    ) -> Result<trust_chain::Resolved, trust_chain::ChainError> {
+        let anchors: Vec<TrustAnchor> = self
+            .anchors
+            .iter()
+            .filter(|a| a.entity_id == anchor)
+            .cloned()
+            .collect();
+        let now_s = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map(|d| d.as_secs() as i64)
+            .unwrap_or(0);
+        trust_chain::resolve(
+            &trust_chain::HttpFetcher(&self.http),
+            entity_id,
+            &anchors,
+            now_s,
+        )
+        .await
+    }
+
     /// The provider of entry `id`, resolved (and cached until its metadata or chain expires).
     /// Drops the cached metadata and keys of provider `id`: the next use fetches them again.
     async fn forget(&self, id: &str) {

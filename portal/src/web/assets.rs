@@ -4,7 +4,7 @@
 //! brotli and gzip and sent in whichever the browser accepts. Templates name an asset by its plain
 //! path with `asset(path="css/sportello.css")`.
 //!
-//! What is served: `static/css/` and `static/js/` (Sportello's own), Bootstrap Italia's stylesheet as
+//! What is served: `static/css/`, `static/js/` and `static/img/` (Sportello's own), Bootstrap Italia's stylesheet as
 //! trimmed by `static/build.mjs` (`static/dist/`), its fonts, and its icon sprite cut down to the
 //! icons the templates use.
 
@@ -55,7 +55,7 @@ impl Assets {
         templates: impl Iterator<Item = &'a str>,
     ) -> Result<Assets, AssetError> {
         let mut sources: Vec<(String, Vec<u8>)> = Vec::new();
-        for dir in ["css", "js"] {
+        for dir in ["css", "js", "img"] {
             for (rel, bytes) in read_tree(&static_dir.join(dir))? {
                 sources.push((format!("{dir}/{rel}"), bytes));
             }

@@ -35,9 +35,14 @@ pub fn entity_configuration(state: &AppState) -> serde_json::Value {
         "policy_uri": format!("{public}/privacy"),
         "contacts": contacts,
     });
-    if let Some(logo) = &federation.logo_uri {
-        entity["logo_uri"] = logo.clone().into();
-    }
+    // The SPID/CIE rules want both on a relying party: where others resolve a chain through the
+    // portal, and a logo (the ente's, if configured, else the portal's own).
+    entity["federation_resolve_endpoint"] = format!("{public}/resolve").into();
+    entity["logo_uri"] = federation
+        .logo_uri
+        .clone()
+        .unwrap_or_else(|| format!("{public}/static/img/logo.svg"))
+        .into();
     serde_json::json!({
         "iss": client_id,
         "sub": client_id,
@@ -91,6 +96,90 @@ async fn well_known(state: web::Data<AppState>) -> Result<HttpResponse, AppError
     Ok(HttpResponse::Ok().content_type(CONTENT_TYPE).body(jwt))
 }
 
+#[derive(Debug, serde::Deserialize)]
+struct ResolveQuery {
+    sub: Option<String>,
+    anchor: Option<String>,
+    #[serde(rename = "type")]
+    kind: Option<String>,
+}
+
+fn resolve_error(
+    status: actix_web::http::StatusCode,
+    error: &str,
+    description: &str,
+) -> HttpResponse {
+    HttpResponse::build(status).json(serde_json::json!({
+        "error": error,
+        "error_description": description,
+    }))
+}
+
+/// The federation resolve endpoint (OpenID Federation 1.0 §8.3, required of relying parties by the
+/// SPID/CIE rules): `?sub=<entity>&anchor=<trust anchor>[&type=<metadata type>]` → a
+/// `resolve-response+jwt` signed with the federation key, carrying the subject's metadata with the
+/// superiors' policies applied and the trust chain itself.
+#[get("/resolve")]
+async fn resolve(
+    state: web::Data<AppState>,
+    query: web::Query<ResolveQuery>,
+) -> Result<HttpResponse, AppError> {
+    use actix_web::http::StatusCode;
+    let (Some(sub), Some(anchor)) = (query.sub.as_deref(), query.anchor.as_deref()) else {
+        return Ok(resolve_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "sub and anchor are required",
+        ));
+    };
+    let resolved = match state.relying_party.resolve_in_federation(sub, anchor).await {
+        Ok(r) => r,
+        Err(e) => {
+            return Ok(resolve_error(
+                StatusCode::NOT_FOUND,
+                "invalid_subject",
+                &format!("no trust chain from {sub} to {anchor}: {e}"),
+            ))
+        }
+    };
+    let kinds: Vec<String> = match &query.kind {
+        Some(kind) => vec![kind.clone()],
+        None => resolved.entity_configuration["metadata"]
+            .as_object()
+            .map(|m| m.keys().cloned().collect())
+            .unwrap_or_default(),
+    };
+    let mut metadata = serde_json::Map::new();
+    for kind in kinds {
+        if let Ok(m) = resolved.metadata(&kind) {
+            metadata.insert(kind, m);
+        }
+    }
+    let now_s = crate::clock::Clock::now_ms(&crate::clock::SystemClock) / 1000;
+    let claims = serde_json::json!({
+        "iss": state.relying_party.client_id(),
+        "sub": sub,
+        "iat": now_s,
+        "exp": resolved.expires_at,
+        "metadata": metadata,
+        "trust_chain": resolved.chain,
+    });
+    let serde_json::Value::Object(map) = claims else {
+        return Err(AppError::Internal(
+            "resolve response is not an object".into(),
+        ));
+    };
+    let payload = JwtPayload::from_map(map).map_err(|e| AppError::Internal(e.to_string()))?;
+    let jwt = state
+        .keys
+        .federation
+        .sign(&payload, "resolve-response+jwt")
+        .map_err(|e| AppError::Internal(e.to_string()))?;
+    Ok(HttpResponse::Ok()
+        .content_type("application/resolve-response+jwt")
+        .body(jwt))
+}
+
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.service(well_known);
+    cfg.service(well_known).service(resolve);
 }

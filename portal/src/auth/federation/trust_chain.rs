@@ -46,6 +46,9 @@ pub struct Resolved {
     pub policies: Vec<Value>,
     /// Unix seconds: the earliest `exp` in the chain.
     pub expires_at: i64,
+    /// The trust chain as signed: the leaf's entity configuration, the statement of its superior
+    /// about it, … , the trust anchor's entity configuration.
+    pub chain: Vec<String>,
 }
 
 impl Resolved {
@@ -205,6 +208,8 @@ struct Superior {
     fetch_endpoint: String,
     policies: Vec<Value>,
     expires_at: i64,
+    /// The statements above it, up to and including the anchor's configuration.
+    chain: Vec<String>,
 }
 
 fn superior<'a>(
@@ -232,6 +237,7 @@ fn superior<'a>(
                 fetch_endpoint: endpoint(&claims)?,
                 policies: Vec::new(),
                 expires_at,
+                chain: vec![jwt],
             });
         }
         if depth >= MAX_DEPTH {
@@ -248,6 +254,7 @@ fn superior<'a>(
             fetch_endpoint: endpoint(&resolved.entity_configuration)?,
             policies: resolved.policies,
             expires_at: resolved.expires_at,
+            chain: resolved.chain.into_iter().skip(1).collect(),
         })
     })
 }
@@ -299,10 +306,13 @@ fn resolve_entity<'a>(
                 if let Some(policy) = statement.get("metadata_policy") {
                     policies.push(policy.clone());
                 }
+                let mut chain = vec![ec_jwt.clone(), statement_jwt];
+                chain.extend(sup.chain);
                 Ok(Resolved {
                     entity_configuration: ec.clone(),
                     policies,
                     expires_at: ec_exp.min(statement_exp).min(sup.expires_at),
+                    chain,
                 })
             };
             match attempt.await {
