@@ -54,6 +54,13 @@ enum Command {
         #[arg(long)]
         forms_dir: PathBuf,
     },
+    /// The SPID/CIE federation: `check` resolves the trust chain of each provider and of the
+    /// portal (running at its public address), prints expiry dates and what is missing, and exits
+    /// non-zero on a problem.
+    Federation {
+        #[command(subcommand)]
+        action: FederationAction,
+    },
     /// A reference CSI client: reads the event feed, prints each event, takes every new pratica in
     /// charge, acknowledges; again every few seconds (or once with --una-volta).
     CsiDemo {
@@ -71,6 +78,16 @@ enum Command {
         /// the HTTP feed.
         #[arg(long)]
         broker: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum FederationAction {
+    /// Checks the trust chains before going live, and from monitoring.
+    Check {
+        /// Where the portal answers, if not `public_url` (e.g. http://127.0.0.1:8080 in development).
+        #[arg(long)]
+        url: Option<String>,
     },
 }
 
@@ -153,6 +170,26 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             tokio::time::sleep(std::time::Duration::from_secs(3)).await;
         },
         Command::Intake { .. } | Command::OcrWorker { .. } => Ok(()),
+        Command::Federation {
+            action: FederationAction::Check { url },
+        } => {
+            let Some(public_url) = url.or_else(|| config.public_url.clone()).or_else(|| {
+                (config.mode == portal::config::Mode::Development)
+                    .then(|| format!("http://{}", config.http.addr))
+            }) else {
+                anyhow::bail!("federation check: set public_url, or give --url");
+            };
+            let findings = portal::auth::federation::check::check(&config, &public_url).await;
+            let problems = findings.iter().filter(|f| !f.ok).count();
+            for f in &findings {
+                println!("{} {}", if f.ok { "ok      " } else { "PROBLEMA" }, f.text);
+            }
+            if problems > 0 {
+                anyhow::bail!("federation check: {problems} problem(s)");
+            }
+            println!("federation check: all well");
+            Ok(())
+        }
         Command::Migrate => {
             let db = portal::server::migrate(&config).await?;
             db.pool.close().await;

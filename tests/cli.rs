@@ -152,3 +152,64 @@ fn serve_prints_its_address_and_stops_on_sigterm() {
     assert!(status.success(), "a clean stop after SIGTERM: {rest}");
     assert!(rest.contains("si sta fermando"), "{rest}");
 }
+
+#[tokio::test]
+async fn federation_check_resolves_every_chain_and_exits_non_zero_on_a_problem() {
+    let app = crate::support::spawn_app().await;
+    let dir = tempfile::tempdir().unwrap();
+    // Against the running portal in development: its anchor, the development provider and the
+    // portal itself resolve.
+    let out = sportello(dir.path())
+        .args(["federation", "check", "--url", &app.url])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains(&format!(
+            "{}/dev-idp: trust chain of 3 statements, valid until",
+            app.url
+        )),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains(&format!("{}: trust chain of 3 statements", app.url)),
+        "the portal itself: {stdout}"
+    );
+
+    // A trust anchor configured with keys that are not its own: said, and a failing exit.
+    let wrong = dir.path().join("wrong-anchor.json");
+    let other = portal::auth::keys::NamedKey::generate().unwrap();
+    std::fs::write(
+        &wrong,
+        serde_json::json!({ "keys": [other.public_jwk("sig", "RS256").as_ref()] }).to_string(),
+    )
+    .unwrap();
+    let config = dir.path().join("sportello.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[[federation.trust_anchors]]\nentity_id = \"{}/dev-ta\"\njwks_file = \"{}\"\n",
+            app.url,
+            wrong.display()
+        ),
+    )
+    .unwrap();
+    let out = sportello(dir.path())
+        .args(["--config", config.to_str().unwrap()])
+        .args(["federation", "check", "--url", &app.url])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success(), "{stdout}");
+    assert!(
+        stdout.contains("PROBLEMA trust anchor") && stdout.contains("/dev-ta"),
+        "{stdout}"
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("problem(s)"));
+    app.stop().await;
+}

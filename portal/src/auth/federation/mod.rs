@@ -1,6 +1,7 @@
 //! The portal in the SPID/CIE OpenID Connect federation: its entity configuration, published at
 //! `/.well-known/openid-federation` as a JWT signed with the federation key.
 
+pub mod check;
 pub mod trust_chain;
 
 use actix_web::{get, web, HttpResponse};

@@ -324,6 +324,17 @@ fn resolve_entity<'a>(
     })
 }
 
+/// The trust anchor's own entity configuration, verified with its configured keys: when it expires.
+pub async fn anchor_configuration(
+    fetch: &dyn Fetcher,
+    anchor: &TrustAnchor,
+    now_s: i64,
+) -> Result<i64, ChainError> {
+    let jwt = fetch.get(&well_known(&anchor.entity_id)).await?;
+    let claims = verify(&jwt, &anchor.jwks)?;
+    times(&claims, now_s)
+}
+
 /// Resolves `entity_id` up to one of `anchors`.
 pub async fn resolve(
     fetch: &dyn Fetcher,
