@@ -352,6 +352,38 @@ async fn a_citizen_logs_in_with_chromium_and_every_page_passes_axe() {
         .await
         .unwrap();
     check(&client, "prenotazione: data e ora", &mut violations).await;
+    // On a phone the days take one row that scrolls sideways: the chosen day's times follow at once.
+    let (w, h) = client.get_window_size().await.unwrap();
+    client.set_window_size(375, 812).await.unwrap();
+    let times_top = client
+        .execute(
+            "return document.querySelector('input[name=orario]').getBoundingClientRect().top + window.scrollY",
+            vec![],
+        )
+        .await
+        .unwrap()
+        .as_f64()
+        .unwrap();
+    let overflow = client
+        .execute(
+            "document.documentElement.style.scrollbarWidth = 'none'; /* as on a phone: overlay scrollbars */ \
+             var w = document.documentElement.clientWidth; var wide = []; \
+             document.querySelectorAll('body *').forEach(function (e) { var r = e.getBoundingClientRect(); \
+               if (r.right > w + 1 && wide.length < 5) wide.push(e.tagName + '.' + e.className + ' ' + Math.round(r.right)); }); \
+             return document.documentElement.scrollWidth > w ? (w + ': ' + wide.join(' | ')) : false",
+            vec![],
+        )
+        .await
+        .unwrap();
+    client.set_window_size(w as u32, h as u32).await.unwrap();
+    assert!(
+        times_top < 1.5 * 812.0,
+        "on a phone the first time is {times_top}px down the page"
+    );
+    assert!(
+        overflow.as_bool() == Some(false),
+        "the page itself does not scroll sideways: {overflow}"
+    );
     // No time is chosen for the citizen: "Avanti" without one asks for it.
     press(
         &client,
