@@ -39,8 +39,19 @@ fn lighthouse(root: &Path) -> PathBuf {
     cli
 }
 
-/// One Lighthouse run on `url` with `cookie`: its JSON report.
+/// One Lighthouse run on `url` with `cookie`: its JSON report. Lighthouse itself sometimes fails to
+/// record a trace ("NO_NAVSTART: run Lighthouse again"): such a run is made again, twice at most.
 fn run(cli: &Path, url: &str, cookie: &str, out: &Path) -> Value {
+    for attempt in 1..=3 {
+        if let Some(report) = run_once(cli, url, cookie, out) {
+            return report;
+        }
+        eprintln!("Lighthouse failed on {url} (attempt {attempt}): running it again");
+    }
+    panic!("Lighthouse failed three times on {url}");
+}
+
+fn run_once(cli: &Path, url: &str, cookie: &str, out: &Path) -> Option<Value> {
     let headers = serde_json::json!({ "Cookie": cookie }).to_string();
     let status = Command::new("node")
         .arg(cli)
@@ -56,8 +67,10 @@ fn run(cli: &Path, url: &str, cookie: &str, out: &Path) -> Value {
         .env("CHROME_PATH", "/usr/bin/chromium")
         .status()
         .expect("node runs Lighthouse");
-    assert!(status.success(), "Lighthouse failed on {url}");
-    serde_json::from_slice(&std::fs::read(out).expect("report written")).expect("report is JSON")
+    if !status.success() {
+        return None;
+    }
+    serde_json::from_slice(&std::fs::read(out).ok()?).ok()
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
