@@ -526,9 +526,7 @@ async fn with_the_portal_killed_while_relaying_nothing_is_lost_or_doubled() {
     let dir = tempfile::tempdir().expect("folder");
     let database = TestDatabase::create(dir.path()).await;
     let mut portal = serve(dir.path(), &database.url, &prefix);
-    // The stream of submissions and the checks each get connections of their own: with one shared
-    // connection a loaded machine made the stream wait past the pool's 5 s (PoolTimedOut).
-    let db = Db::connect(&database.url, 4).await.expect("database");
+    let db = Db::connect(&database.url, 1).await.expect("database");
     const N: usize = 600;
     let now = portal::clock::SystemClock.now_ms();
     let stream = {
