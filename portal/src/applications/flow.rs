@@ -54,10 +54,6 @@ fn open_text(open: Open) -> (bool, String) {
     }
 }
 
-async fn ente_names(state: &AppState, codes: &[String]) -> Result<Vec<(String, String)>, AppError> {
-    Ok(crate::db::ente_names(&state.db, codes).await?)
-}
-
 fn service_of<'a>(state: &'a AppState, code: &str) -> Result<&'a Service, AppError> {
     state.catalogue.get(code).ok_or(AppError::NotFound)
 }
@@ -75,7 +71,10 @@ async fn service_page(
     ctx.insert("sections", &service.page.sections());
     ctx.insert("open", &open);
     ctx.insert("availability", &availability);
-    ctx.insert("enti", &ente_names(&state, &service.enti).await?);
+    ctx.insert(
+        "enti",
+        &crate::db::ente_names(&state.db, &service.enti).await?,
+    );
     render(&state, &req, "applications/service.html", ctx)
 }
 
@@ -161,7 +160,7 @@ async fn consent_page(
     status: StatusCode,
 ) -> Result<HttpResponse, AppError> {
     let (open, availability) = open_text(service.availability.on(rome_date(state.clock.now_ms())));
-    let enti = ente_names(state, &service.enti).await?;
+    let enti = crate::db::ente_names(&state.db, &service.enti).await?;
     let mut ctx = Context::new();
     ctx.insert("service", service);
     ctx.insert("open", &open);
@@ -250,7 +249,7 @@ async fn start(
         )
         .await;
     }
-    let enti = ente_names(&state, &service.enti).await?;
+    let enti = crate::db::ente_names(&state.db, &service.enti).await?;
     if !enti.iter().any(|(c, _)| c == ente) {
         return consent_page(
             &state,

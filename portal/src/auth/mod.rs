@@ -287,16 +287,18 @@ async fn complete_login(
 /// as it did, with the new session, so the browser that kept only this answer is logged in too.
 async fn handed_over(state: &AppState, old: &session::Session) -> Result<HttpResponse, AppError> {
     for _ in 0..75 {
-        match session::handed_over(state, old).await? {
-            Some((token, next)) => {
+        match session::login_elsewhere(state, old).await? {
+            session::LoginElsewhere::Done { token, next } => {
                 let mut response = see_other(&next);
                 response
                     .add_cookie(&session::cookie(state, token))
                     .map_err(|e| AppError::Internal(e.to_string()))?;
                 return Ok(response);
             }
-            None if !session::exists(&state.db, old).await? => break,
-            None => tokio::time::sleep(std::time::Duration::from_millis(200)).await,
+            session::LoginElsewhere::Waiting => {
+                tokio::time::sleep(std::time::Duration::from_millis(200)).await
+            }
+            session::LoginElsewhere::Gone => break,
         }
     }
     Err(AppError::Login(

@@ -200,7 +200,7 @@ fn alphanumeric(len: usize) -> String {
     Alphanumeric.sample_string(&mut rand::rng(), len)
 }
 
-fn b64_json(segment: &str) -> Option<serde_json::Value> {
+pub(crate) fn b64_json(segment: &str) -> Option<serde_json::Value> {
     let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
         .decode(segment)
         .ok()?;
@@ -507,12 +507,16 @@ impl RelyingParty {
         let userinfo_endpoint = provider
             .endpoint("userinfo_endpoint")
             .ok_or_else(|| protocol("no userinfo endpoint"))?;
-        let client = CoreClient::from_provider_metadata(
-            provider.metadata.clone(),
-            ClientId::new(self.client_id.clone()),
-            None,
-        )
-        .set_redirect_uri(RedirectUrl::new(self.redirect_uri.clone()).map_err(protocol)?);
+        let redirect = RedirectUrl::new(self.redirect_uri.clone()).map_err(protocol)?;
+        let client_for = |provider: &Provider| {
+            CoreClient::from_provider_metadata(
+                provider.metadata.clone(),
+                ClientId::new(self.client_id.clone()),
+                None,
+            )
+            .set_redirect_uri(redirect.clone())
+        };
+        let client = client_for(&provider);
         let tokens = client
             .exchange_code(AuthorizationCode::new(code.to_string()))
             .map_err(protocol)?
@@ -539,12 +543,7 @@ impl RelyingParty {
             tracing::info!(provider = %request.provider, "unknown signing key: fetching the provider's keys again");
             self.forget(&request.provider).await;
             let provider = self.provider(&request.provider).await?;
-            let client = CoreClient::from_provider_metadata(
-                provider.metadata.clone(),
-                ClientId::new(self.client_id.clone()),
-                None,
-            )
-            .set_redirect_uri(RedirectUrl::new(self.redirect_uri.clone()).map_err(protocol)?);
+            let client = client_for(&provider);
             (provider, client)
         } else {
             (provider, client)

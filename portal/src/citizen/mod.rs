@@ -306,7 +306,10 @@ async fn accesses(state: &AppState, cf: &str, limit: i64) -> Result<Vec<AccessVi
                 } else {
                     "modifica"
                 },
-                object,
+                object: described
+                    .get(&object)
+                    .cloned()
+                    .unwrap_or_else(|| object_label(&object, None)),
                 // Older records kept the pratica's key as the purpose of a document's reading.
                 purpose: if purpose.starts_with("pratica:") {
                     "Istruttoria di una pratica".to_string()
@@ -314,15 +317,6 @@ async fn accesses(state: &AppState, cf: &str, limit: i64) -> Result<Vec<AccessVi
                     purpose
                 },
             }
-        })
-        .collect::<Vec<_>>()
-        .into_iter()
-        .map(|mut view| {
-            view.object = described
-                .get(&view.object)
-                .cloned()
-                .unwrap_or_else(|| object_label(&view.object, None));
-            view
         })
         .collect())
 }

@@ -933,6 +933,8 @@ pub struct Found {
     pub owner_cf: String,
     pub application_id: String,
     pub application_status: String,
+    /// The pratica's number, once sent.
+    pub numero: Option<String>,
     pub ente_code: String,
     pub label: String,
     pub kind: Option<intake::Kind>,
@@ -955,7 +957,7 @@ pub async fn find(db: &Db, id: &str) -> Result<Option<Found>, sqlx::Error> {
         return Ok(None);
     }
     let row = sqlx::query(
-        "SELECT d.owner_cf, d.application_id, a.status, a.ente_code, d.label, d.kind, d.storage_id, d.wrapped_key \
+        "SELECT d.owner_cf, d.application_id, a.status, a.numero, a.ente_code, d.label, d.kind, d.storage_id, d.wrapped_key \
          FROM documents d JOIN applications a ON a.id = d.application_id \
          WHERE d.id = $1 AND d.status = 'accettato' AND d.removed_at IS NULL AND d.storage_id IS NOT NULL",
     )
@@ -969,6 +971,7 @@ pub async fn find(db: &Db, id: &str) -> Result<Option<Found>, sqlx::Error> {
         owner_cf: r.try_get("owner_cf")?,
         application_id: r.try_get("application_id")?,
         application_status: r.try_get("status")?,
+        numero: r.try_get("numero")?,
         ente_code: r.try_get("ente_code")?,
         label: r.try_get("label")?,
         kind: kind.as_deref().and_then(intake::Kind::from_extension),
@@ -1021,13 +1024,7 @@ async fn download(
     }
     let object = format!("documento:{}", doc.id);
     // Said in words: the citizen reads it under "Chi ha consultato i tuoi dati".
-    let numero: Option<String> =
-        sqlx::query_scalar("SELECT numero FROM applications WHERE id = $1")
-            .bind(&doc.application_id)
-            .fetch_optional(&state.db.pool)
-            .await?
-            .flatten();
-    let purpose = match numero {
+    let purpose = match &doc.numero {
         Some(n) => format!("Istruttoria della pratica {n}"),
         None => "Istruttoria di una domanda".to_string(),
     };

@@ -14,25 +14,24 @@ use std::path::Path;
 use std::sync::Arc;
 
 use actix_web::http::header::{self, HeaderValue};
+use actix_web::web::Bytes;
 use actix_web::{web, HttpRequest, HttpResponse};
 use sha2::{Digest, Sha256};
 
-/// One asset, as sent.
+/// One asset, as sent (the bodies are shared, not copied, by every response).
 struct Asset {
     content_type: &'static str,
     etag: String,
-    identity: Vec<u8>,
-    gzip: Option<Vec<u8>>,
-    brotli: Option<Vec<u8>>,
-    /// Addressed by its hashed name: cached for a year.
-    immutable: bool,
+    identity: Bytes,
+    gzip: Option<Bytes>,
+    brotli: Option<Bytes>,
 }
 
-/// Every asset by the path after `/static/`, under its hashed name and its plain one; and the plain
-/// path → hashed URL table the templates use.
+/// Every asset by the path after `/static/`, under its hashed name (cached for a year: `true`) and
+/// its plain one; and the plain path → hashed URL table the templates use.
 #[derive(Clone, Default)]
 pub struct Assets {
-    files: Arc<HashMap<String, Arc<Asset>>>,
+    files: Arc<HashMap<String, (Arc<Asset>, bool)>>,
     urls: Arc<HashMap<String, String>>,
 }
 
@@ -107,23 +106,22 @@ impl Assets {
                     reason: format!("compressing: {e}"),
                 };
                 (
-                    Some(gzip(&bytes).map_err(failed)?),
-                    Some(brotli(&bytes).map_err(failed)?),
+                    Some(Bytes::from(gzip(&bytes).map_err(failed)?)),
+                    Some(Bytes::from(brotli(&bytes).map_err(failed)?)),
                 )
             };
-            let asset = |immutable| Asset {
+            let asset = Arc::new(Asset {
                 content_type: content_type(&path),
                 etag: format!("\"{}\"", &hash(&bytes)),
-                gzip: gzip.clone(),
-                brotli: brotli.clone(),
-                identity: bytes.clone(),
-                immutable,
-            };
+                gzip,
+                brotli,
+                identity: Bytes::from(bytes),
+            });
             files.insert(
                 url.trim_start_matches("/static/").to_string(),
-                Arc::new(asset(true)),
+                (asset.clone(), true),
             );
-            files.insert(path.clone(), Arc::new(asset(false)));
+            files.insert(path, (asset, false));
         }
         Ok(Assets {
             files: Arc::new(files),
@@ -154,12 +152,12 @@ impl Assets {
 /// `GET /static/{path}`.
 pub async fn serve(req: HttpRequest, assets: web::Data<Assets>) -> HttpResponse {
     let path = req.match_info().query("path");
-    let Some(asset) = assets.files.get(path) else {
+    let Some((asset, immutable)) = assets.files.get(path) else {
         return HttpResponse::NotFound()
             .content_type("text/plain; charset=utf-8")
             .body("Risorsa non trovata.");
     };
-    let cache = if asset.immutable {
+    let cache = if *immutable {
         "public, max-age=31536000, immutable"
     } else {
         "public, max-age=300"

@@ -111,21 +111,34 @@ pub async fn hand_over(
     Ok(())
 }
 
-/// The session a completed login handed `old` over to, and where it went, while it is fresh.
-pub async fn handed_over(
-    state: &AppState,
-    old: &Session,
-) -> Result<Option<(String, String)>, AppError> {
+/// Where another request's login of the pre-login session `old` stands.
+pub enum LoginElsewhere {
+    /// Completed: the new session's token and where it went.
+    Done { token: String, next: String },
+    /// Still being completed.
+    Waiting,
+    /// The pre-login session is gone, or its hand-over has lapsed.
+    Gone,
+}
+
+/// Reads `old` again to see whether the login another request is completing has finished.
+pub async fn login_elsewhere(state: &AppState, old: &Session) -> Result<LoginElsewhere, AppError> {
     let data: Option<String> = sqlx::query_scalar("SELECT data FROM sessions WHERE id = $1")
         .bind(&old.id)
         .fetch_optional(&state.db.pool)
         .await?;
-    let now = state.clock.now_ms();
-    Ok(data
-        .and_then(|d| serde_json::from_str::<SessionData>(&d).ok())
-        .and_then(|d| d.handed_over)
-        .filter(|h| now <= h.until_ms)
-        .map(|h| (h.token, h.next)))
+    let Some(data) = data.and_then(|d| serde_json::from_str::<SessionData>(&d).ok()) else {
+        return Ok(LoginElsewhere::Gone);
+    };
+    Ok(match data.handed_over {
+        Some(h) if state.clock.now_ms() <= h.until_ms => LoginElsewhere::Done {
+            token: h.token,
+            next: h.next,
+        },
+        Some(_) => LoginElsewhere::Gone,
+        None if data.completing => LoginElsewhere::Waiting,
+        None => LoginElsewhere::Gone,
+    })
 }
 
 impl Session {
@@ -134,15 +147,6 @@ impl Session {
     pub fn login_elsewhere(&self) -> bool {
         self.data.completing || self.data.handed_over.is_some()
     }
-}
-
-/// Whether `session` is still stored.
-pub async fn exists(db: &Db, session: &Session) -> Result<bool, AppError> {
-    let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM sessions WHERE id = $1")
-        .bind(&session.id)
-        .fetch_one(&db.pool)
-        .await?;
-    Ok(n > 0)
 }
 
 #[derive(Clone, Serialize, Deserialize)]

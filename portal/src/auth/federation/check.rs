@@ -42,12 +42,7 @@ fn date(unix_s: i64) -> String {
 
 /// The payload of a JWT, unverified (for expiry dates of what the portal was given).
 fn payload(jwt: &str) -> Option<Value> {
-    use base64::Engine;
-    let part = jwt.split('.').nth(1)?;
-    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(part.trim_end_matches('='))
-        .ok()?;
-    serde_json::from_slice(&bytes).ok()
+    jwt.split('.').nth(1).and_then(crate::auth::oidc::b64_json)
 }
 
 /// Checks the federation set-up of `config`; `public_url` is where the portal answers.

@@ -82,19 +82,23 @@ pub fn entity_configuration(state: &AppState) -> serde_json::Value {
 
 #[get("/.well-known/openid-federation")]
 async fn well_known(state: web::Data<AppState>) -> Result<HttpResponse, AppError> {
-    let claims = entity_configuration(&state);
+    let jwt = signed(&state, entity_configuration(&state), "entity-statement+jwt")?;
+    Ok(HttpResponse::Ok().content_type(CONTENT_TYPE).body(jwt))
+}
+
+/// `claims` (an object) as a JWT of type `typ`, signed with the portal's federation key.
+fn signed(state: &AppState, claims: serde_json::Value, typ: &str) -> Result<String, AppError> {
     let serde_json::Value::Object(map) = claims else {
-        return Err(AppError::Internal(
-            "entity configuration is not an object".into(),
-        ));
+        return Err(AppError::Internal(format!(
+            "{typ}: claims are not an object"
+        )));
     };
     let payload = JwtPayload::from_map(map).map_err(|e| AppError::Internal(e.to_string()))?;
-    let jwt = state
+    state
         .keys
         .federation
-        .sign(&payload, "entity-statement+jwt")
-        .map_err(|e| AppError::Internal(e.to_string()))?;
-    Ok(HttpResponse::Ok().content_type(CONTENT_TYPE).body(jwt))
+        .sign(&payload, typ)
+        .map_err(|e| AppError::Internal(e.to_string()))
 }
 
 #[derive(Debug, serde::Deserialize)]
@@ -165,17 +169,7 @@ async fn resolve(
         "metadata": metadata,
         "trust_chain": resolved.chain,
     });
-    let serde_json::Value::Object(map) = claims else {
-        return Err(AppError::Internal(
-            "resolve response is not an object".into(),
-        ));
-    };
-    let payload = JwtPayload::from_map(map).map_err(|e| AppError::Internal(e.to_string()))?;
-    let jwt = state
-        .keys
-        .federation
-        .sign(&payload, "resolve-response+jwt")
-        .map_err(|e| AppError::Internal(e.to_string()))?;
+    let jwt = signed(&state, claims, "resolve-response+jwt")?;
     Ok(HttpResponse::Ok()
         .content_type("application/resolve-response+jwt")
         .body(jwt))
