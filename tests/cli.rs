@@ -2,7 +2,7 @@
 
 use std::process::Command;
 
-fn sportello(dir: &std::path::Path) -> Command {
+pub(crate) fn sportello(dir: &std::path::Path) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_sportello"));
     cmd.current_dir(dir)
         .env("SPORTELLO_DATA_DIR", dir.join("data"))

@@ -21,6 +21,7 @@ mod csi;
 mod delegations;
 mod documents;
 mod intake;
+mod interop;
 mod jobs;
 mod login;
 mod pages;

@@ -236,6 +236,18 @@ pub fn location(response: &reqwest::Response) -> String {
         .unwrap_or_default()
 }
 
+/// Part `index` of a compact JWT (0 the header, 1 the claims) as JSON.
+pub fn json_segment(jwt: &str, index: usize) -> serde_json::Value {
+    use base64::Engine;
+    let segment = jwt.trim().split('.').nth(index).unwrap();
+    serde_json::from_slice(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(segment)
+            .unwrap(),
+    )
+    .unwrap()
+}
+
 /// Where the identity provider sends the browser back to: the callback URL with code and state.
 pub struct CallbackUrl(pub String);
 
@@ -327,7 +339,13 @@ impl TestApp {
     /// The whole login; returns the area personale page.
     pub async fn login(&self, persona: &str) -> String {
         let callback = self.login_until_callback(persona).await;
-        let back = self.get(&callback.0).await;
+        self.complete_login(&callback.0).await
+    }
+
+    /// The provider's callback, taken: the person lands on the area personale, whose page is
+    /// returned.
+    pub async fn complete_login(&self, callback: &str) -> String {
+        let back = self.get(callback).await;
         assert_eq!(
             back.status(),
             StatusCode::SEE_OTHER,

@@ -643,12 +643,15 @@ impl RelyingParty {
         let body = response.text().await.map_err(protocol)?;
         let jws = self.decrypt(body.trim())?;
         let payload = verify_signed(provider, &jws)?;
-        if payload.issuer() != Some(issuer) {
+        // Signed by the provider and encrypted to this portal's key, it is the provider's answer to
+        // this client; `iss` and `aud`, which the SPID/CIE reference provider leaves out, must name
+        // them when they are there.
+        if payload.issuer().is_some_and(|iss| iss != issuer) {
             return Err(protocol("userinfo iss differs from the provider"));
         }
-        if !payload
+        if payload
             .audience()
-            .is_some_and(|aud| aud.contains(&self.client_id.as_str()))
+            .is_some_and(|aud| !aud.contains(&self.client_id.as_str()))
         {
             return Err(protocol("userinfo is not addressed to this client"));
         }

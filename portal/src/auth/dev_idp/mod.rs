@@ -54,6 +54,8 @@ pub enum Fault {
     /// The provider rolls its signing key over just before signing this ID token.
     NewKey,
     UserinfoSub,
+    /// Userinfo addressed (`aud`) to another client.
+    UserinfoAudience,
     UserinfoPlain,
 }
 
@@ -131,6 +133,11 @@ pub const FAULTS: &[FaultChoice] = &[
         value: "sub",
         fault: Fault::UserinfoSub,
         label: "userinfo di un altro soggetto (sub)",
+    },
+    FaultChoice {
+        value: "userinfo-aud",
+        fault: Fault::UserinfoAudience,
+        label: "userinfo per un altro client (aud)",
     },
     FaultChoice {
         value: "in-chiaro",
@@ -422,7 +429,11 @@ impl DevIdp {
         let mut payload = JwtPayload::new();
         payload.set_issuer(&self.issuer);
         payload.set_subject(sub);
-        payload.set_audience(vec![self.client_id.as_str()]);
+        if fault == Fault::UserinfoAudience {
+            payload.set_audience(vec!["https://un-altro-client.example.it"]);
+        } else {
+            payload.set_audience(vec![self.client_id.as_str()]);
+        }
         payload.set_issued_at(&now);
         payload.set_expires_at(&(now + Duration::from_millis(TOKEN_LIFETIME_MS as u64)));
         if let serde_json::Value::Object(claims) = persona_claims(persona) {

@@ -104,6 +104,8 @@ fn signed(state: &AppState, claims: serde_json::Value, typ: &str) -> Result<Stri
 #[derive(Debug, serde::Deserialize)]
 struct ResolveQuery {
     sub: Option<String>,
+    /// `anchor` in the SPID/CIE rules, `trust_anchor` in OpenID Federation 1.0: either is taken.
+    #[serde(alias = "trust_anchor")]
     anchor: Option<String>,
     #[serde(rename = "type")]
     kind: Option<String>,
