@@ -562,7 +562,26 @@ async fn a_callback_sent_twice_at_once_logs_the_person_in_once() {
             "each answer carries the new session"
         );
     }
-    assert_eq!(logged_in_sessions(&app).await, 1, "one session, one login");
+    // One login at the provider (the code exchanged once); each answer its own session token, the
+    // second a twin of the first's (so that no token is ever stored, not even for the hand-over).
+    assert_eq!(logged_in_sessions(&app).await, 2);
+    let data: String =
+        sqlx::query_scalar("SELECT data FROM sessions WHERE data LIKE '%handed_over%'")
+            .fetch_one(&app.db().pool)
+            .await
+            .unwrap();
+    for token in [&a, &b].map(|r| {
+        r.headers()["set-cookie"]
+            .to_str()
+            .unwrap()
+            .split(';')
+            .next()
+            .unwrap()
+            .trim_start_matches("sportello_session=")
+            .to_string()
+    }) {
+        assert!(!data.contains(&token), "the hand-over keeps no token");
+    }
     assert!(app
         .text("/area-personale")
         .await

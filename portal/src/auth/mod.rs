@@ -272,9 +272,9 @@ async fn complete_login(
         kept_form: old.data.kept_form.clone().filter(|_| same_person),
         ..SessionData::default()
     };
-    let (token, _) = session::create(state, data).await?;
+    let (token, new) = session::create(state, data).await?;
     // The other callback of a double click finds the new session here (for a minute).
-    session::hand_over(state, &old, &token, &pending.next).await?;
+    session::hand_over(state, &old, &new, &pending.next).await?;
     let mut response = see_other(&pending.next);
     response
         .add_cookie(&session::cookie(state, token))

@@ -42,7 +42,8 @@ pub struct SessionData {
 
 #[derive(Clone, Serialize, Deserialize)]
 pub struct HandedOver {
-    token: String,
+    /// The new session's id (the hash of its token: the token itself is never stored).
+    session: String,
     next: String,
     until_ms: i64,
 }
@@ -78,17 +79,17 @@ pub async fn take_pending_login(db: &Db, session: &Session) -> Result<bool, AppE
     Ok(taken == 1)
 }
 
-/// Marks the pre-login `old` session as handed over to the session of `token`, going to `next`;
-/// it is deleted a minute later.
+/// Marks the pre-login `old` session as handed over to the session `new`, going to `next`; it is
+/// deleted a minute later.
 pub async fn hand_over(
     state: &AppState,
     old: &Session,
-    token: &str,
+    new: &Session,
     next: &str,
 ) -> Result<(), AppError> {
     let data = SessionData {
         handed_over: Some(HandedOver {
-            token: token.to_string(),
+            session: new.id.clone(),
             next: next.to_string(),
             until_ms: state.clock.now_ms() + HAND_OVER_MS,
         }),
@@ -113,7 +114,7 @@ pub async fn hand_over(
 
 /// Where another request's login of the pre-login session `old` stands.
 pub enum LoginElsewhere {
-    /// Completed: the new session's token and where it went.
+    /// Completed: a token of this request's own for a twin of the new session, and where it went.
     Done { token: String, next: String },
     /// Still being completed.
     Waiting,
@@ -131,14 +132,30 @@ pub async fn login_elsewhere(state: &AppState, old: &Session) -> Result<LoginEls
         return Ok(LoginElsewhere::Gone);
     };
     Ok(match data.handed_over {
-        Some(h) if state.clock.now_ms() <= h.until_ms => LoginElsewhere::Done {
-            token: h.token,
-            next: h.next,
+        Some(h) if state.clock.now_ms() <= h.until_ms => match twin(state, &h.session).await? {
+            Some(token) => LoginElsewhere::Done {
+                token,
+                next: h.next,
+            },
+            None => LoginElsewhere::Gone,
         },
         Some(_) => LoginElsewhere::Gone,
         None if data.completing => LoginElsewhere::Waiting,
         None => LoginElsewhere::Gone,
     })
+}
+
+/// A new session with the data of session `id` (if it still exists): its token.
+async fn twin(state: &AppState, id: &str) -> Result<Option<String>, AppError> {
+    let data: Option<String> = sqlx::query_scalar("SELECT data FROM sessions WHERE id = $1")
+        .bind(id)
+        .fetch_optional(&state.db.pool)
+        .await?;
+    let Some(data) = data.and_then(|d| serde_json::from_str::<SessionData>(&d).ok()) else {
+        return Ok(None);
+    };
+    let (token, _) = create(state, data).await?;
+    Ok(Some(token))
 }
 
 impl Session {
