@@ -526,30 +526,17 @@ async fn a_standard_form_comes_back_as_a_photo_and_is_read_checked_and_compared(
     use crate::scans::{render, sign, spoil, Damage};
     let app = app().await;
     let citizen = Citizen::new(&app, 41).await;
-    let mut answers = portal::applications::form::Answers::new();
-    for (k, v) in [
-        ("richiedente_cognome", "Prova41"),
-        ("richiedente_nome", "Maria"),
-        ("richiedente_cf", citizen.cf.as_str()),
-        ("indirizzo_assistenza", "Via Roma 12"),
-        ("ore_settimanali", "6"),
-    ] {
-        answers.insert(k.into(), serde_json::Value::String(v.into()));
-    }
-    let id = portal::applications::store::create_draft(
-        app.db(),
-        app.clock.now_ms(),
-        &portal::applications::store::NewDraft {
-            ente_code: "valleverde",
-            service_code: "sad",
-            form_version: 1,
-            applicant_cf: &citizen.cf,
-            answers: &answers,
-        },
+    let (id, pdf) = pratica_with_form(
+        &app,
+        &citizen,
+        &[
+            ("richiedente_cognome", "Prova41"),
+            ("richiedente_nome", "Maria"),
+            ("indirizzo_assistenza", "Via Roma 12"),
+            ("ore_settimanali", "6"),
+        ],
     )
-    .await
-    .unwrap();
-
+    .await;
     // The slot's page offers the form, printed with the pratica's data.
     let page = citizen
         .text(&format!("/domande/{id}/allegati/{SLOT}"))
@@ -558,13 +545,6 @@ async fn a_standard_form_comes_back_as_a_photo_and_is_read_checked_and_compared(
         page.contains("Moduli da firmare") && page.contains("/moduli/autodichiarazione-sad.pdf"),
         "{page}"
     );
-    let pdf = citizen
-        .get(&format!("/domande/{id}/moduli/autodichiarazione-sad.pdf"))
-        .await
-        .bytes()
-        .await
-        .unwrap()
-        .to_vec();
     let text = crate::applications::pdf_text(&pdf);
     assert!(
         text.contains("Prova41") && text.contains(&citizen.cf) && text.contains("Via Roma 12"),
@@ -725,7 +705,11 @@ async fn a_standard_form_comes_back_as_a_photo_and_is_read_checked_and_compared(
     }
 
     // The citizen changed the address since printing, and sent the photo unsigned: both flagged.
-    let mut changed = answers.clone();
+    let mut changed = portal::applications::store::get(app.db(), &id)
+        .await
+        .unwrap()
+        .unwrap()
+        .answers;
     changed.insert(
         "indirizzo_assistenza".into(),
         serde_json::Value::String("Via Milano 3".into()),
@@ -803,6 +787,198 @@ async fn a_standard_form_comes_back_as_a_photo_and_is_read_checked_and_compared(
             && desk.contains("corretto dal cittadino: Via Milano 3")
             && desk.contains("%</td>"),
         "{desk}"
+    );
+    // The box that differs is shown as photographed beside its reading, to the operator (and the
+    // citizen), and to no one else.
+    assert!(
+        desk.contains("data-testid=\"riquadro-indirizzo\""),
+        "{desk}"
+    );
+    let crop_url = format!("/documenti/{unsigned_doc}/campi/indirizzo");
+    for who in [&operator, &citizen] {
+        let crop = who.get(&crop_url).await;
+        assert_eq!(crop.status(), StatusCode::OK);
+        assert_eq!(crop.headers()["content-type"], "image/png");
+        let png = image::load_from_memory(&crop.bytes().await.unwrap()).unwrap();
+        assert!(png.width() > 5 * png.height(), "a box's strip");
+    }
+    let stranger = Citizen::new(&app, 43).await;
+    assert_eq!(
+        stranger.get(&crop_url).await.status(),
+        StatusCode::NOT_FOUND
+    );
+    let kept: Option<String> = sqlx::query_scalar(
+        "SELECT crop_storage FROM document_fields WHERE document_id = $1 AND field = 'indirizzo'",
+    )
+    .bind(&unsigned_doc)
+    .fetch_one(&app.db().pool)
+    .await
+    .unwrap();
+    let stored = std::fs::read(app.config.data_dir.join("files").join(kept.unwrap())).unwrap();
+    assert!(!stored.starts_with(b"\x89PNG"), "kept encrypted");
+    app.stop().await;
+}
+
+/// A SAD pratica with `answers`, and the form printed for it.
+async fn pratica_with_form(
+    app: &TestApp,
+    citizen: &Citizen,
+    answers: &[(&str, &str)],
+) -> (String, Vec<u8>) {
+    let mut values = portal::applications::form::Answers::new();
+    values.insert(
+        "richiedente_cf".into(),
+        serde_json::Value::String(citizen.cf.clone()),
+    );
+    for (k, v) in answers {
+        values.insert((*k).into(), serde_json::Value::String((*v).into()));
+    }
+    let id = portal::applications::store::create_draft(
+        app.db(),
+        app.clock.now_ms(),
+        &portal::applications::store::NewDraft {
+            ente_code: "valleverde",
+            service_code: "sad",
+            form_version: 1,
+            applicant_cf: &citizen.cf,
+            answers: &values,
+        },
+    )
+    .await
+    .unwrap();
+    let pdf = citizen
+        .get(&format!("/domande/{id}/moduli/autodichiarazione-sad.pdf"))
+        .await
+        .bytes()
+        .await
+        .unwrap()
+        .to_vec();
+    (id, pdf)
+}
+
+#[tokio::test]
+async fn a_phone_photo_in_a_shadow_is_read_right_roman_numerals_accents_decimals_and_empty_boxes_included(
+) {
+    use crate::scans::{render, spoil, Damage};
+    let app = app().await;
+    let citizen = Citizen::new(&app, 44).await;
+    // What OCR confuses: "II" with "Il", "Zoë" with "Zoé", 7,5 with 7.9; the optional hours left
+    // empty on a second pratica.
+    let (id, pdf) = pratica_with_form(
+        &app,
+        &citizen,
+        &[
+            ("richiedente_cognome", "Dell'Acqua"),
+            ("richiedente_nome", "Zoë"),
+            ("indirizzo_assistenza", "Corso Vittorio Emanuele II 128"),
+            ("ore_settimanali", "7,5"),
+        ],
+    )
+    .await;
+    // A phone photo: tilted, turned, on a desk, with the light falling off and a shadow across.
+    let photo = spoil(
+        &render(&pdf, 200),
+        Damage {
+            rotation: 3.0,
+            tilt: 8.0,
+            on_desk: 0.88,
+            light: 0.4,
+            shadow: 0.5,
+            noise: 6.0,
+            jpeg_quality: 60,
+            seed: 11,
+            ..Damage::NONE
+        },
+    );
+    let (status, _) = upload(&citizen, &id, "foto.jpg", &photo).await;
+    assert_eq!(status, StatusCode::OK);
+    let doc = document_named(&app, &id, "foto.jpg").await;
+    assert_eq!(read_done(&app, &doc).await, "letto");
+    let fields: Vec<(String, String, Option<String>)> = sqlx::query_as(
+        "SELECT field, value, problem FROM document_fields WHERE document_id = $1 ORDER BY position",
+    )
+    .bind(&doc)
+    .fetch_all(&app.db().pool)
+    .await
+    .unwrap();
+    let expected = [
+        ("cognome", "Dell'Acqua"),
+        ("nome", "Zoë"),
+        ("codice_fiscale", citizen.cf.as_str()),
+        ("indirizzo", "Corso Vittorio Emanuele II 128"),
+        ("ore", "7,5"),
+    ];
+    for (field, value) in expected {
+        let got = fields.iter().find(|f| f.0 == field).unwrap();
+        assert_eq!(
+            (got.1.as_str(), &got.2),
+            (value, &None),
+            "{field}: {fields:?}"
+        );
+    }
+
+    // The hours left empty: nothing written, nothing to say.
+    let (id, pdf) = pratica_with_form(
+        &app,
+        &citizen,
+        &[
+            ("richiedente_cognome", "Rossi"),
+            ("richiedente_nome", "Mario"),
+            ("indirizzo_assistenza", "Via Pio XI 7"),
+        ],
+    )
+    .await;
+    let scan = spoil(
+        &render(&pdf, 200),
+        Damage {
+            rotation: -1.0,
+            noise: 5.0,
+            jpeg_quality: 60,
+            ..Damage::NONE
+        },
+    );
+    upload(&citizen, &id, "scansione.jpg", &scan).await;
+    let doc = document_named(&app, &id, "scansione.jpg").await;
+    assert_eq!(read_done(&app, &doc).await, "letto");
+    let problems: Vec<(String, Option<String>)> =
+        sqlx::query_as("SELECT field, problem FROM document_fields WHERE document_id = $1")
+            .bind(&doc)
+            .fetch_all(&app.db().pool)
+            .await
+            .unwrap();
+    assert!(problems.iter().all(|p| p.1.is_none()), "{problems:?}");
+
+    // A photo whose page cannot be straightened (its marks cut off, the QR code clear): said to
+    // the citizen and the office, never taken as an ordinary attachment.
+    let mut page = render(&pdf, 200);
+    let (w, h) = page.dimensions();
+    for y in 0..h {
+        for x in 0..w {
+            let near_side = x < w / 8 || x > w - w / 8;
+            let near_end = y < h / 12 || y > h - h / 10;
+            if near_side && near_end {
+                page.put_pixel(x, y, image::Luma([255]));
+            }
+        }
+    }
+    let cut = spoil(
+        &page,
+        Damage {
+            noise: 4.0,
+            jpeg_quality: 70,
+            ..Damage::NONE
+        },
+    );
+    upload(&citizen, &id, "tagliata.jpg", &cut).await;
+    let doc = document_named(&app, &id, "tagliata.jpg").await;
+    assert_eq!(read_done(&app, &doc).await, "da_verificare");
+    let slot = citizen
+        .text(&format!("/domande/{id}/allegati/{SLOT}"))
+        .await;
+    assert!(
+        slot.contains("La foto non si legge come modulo: rifalla con luce uniforme, tutta la pagina nell&#x27;inquadratura")
+            && slot.contains("Modulo da controllare"),
+        "{slot}"
     );
     app.stop().await;
 }

@@ -11,7 +11,7 @@
 use image::GrayImage;
 use serde::{Deserialize, Serialize};
 
-use crate::ocr::{Engine, Mode, OcrError};
+use crate::ocr::{Engine, Mode, OcrError, Reading};
 
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Rect {
@@ -47,11 +47,35 @@ pub struct Zone {
     pub charset: Option<String>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct FieldReading {
     pub id: String,
     pub text: String,
     pub confidence: u8,
+    /// Other readings of the same box, from other preparations of its picture (light evened out,
+    /// black and white, as photographed), for the checks to weigh against what is expected.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub alternatives: Vec<Reading>,
+    /// The box holds no ink: nothing is written in it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub blank: bool,
+    /// The box's picture (PNG, base64, light evened out, at 150 dpi) when its reading is in doubt:
+    /// for the person who checks it to see at a glance.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub evidence: Option<String>,
+}
+
+/// `image` as a PNG file, in base64.
+fn png_base64(image: &GrayImage) -> Option<String> {
+    use base64::Engine as _;
+    let mut bytes = Vec::new();
+    image
+        .write_to(
+            &mut std::io::Cursor::new(&mut bytes),
+            image::ImageFormat::Png,
+        )
+        .ok()?;
+    Some(base64::engine::general_purpose::STANDARD.encode(bytes))
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -71,8 +95,10 @@ pub enum FormError {
     NoCode,
     #[error("the QR code {0:?} is not of a form known here")]
     UnknownForm(String),
-    #[error("the registration marks were not found")]
-    NoMarks,
+    /// The QR code of form `0` was read, but the page could not be straightened (its registration
+    /// marks not found): the picture is the form, but its fields cannot be read.
+    #[error("the registration marks of the form {0:?} were not found")]
+    NoMarks(String),
     #[error(transparent)]
     Ocr(#[from] OcrError),
 }
@@ -95,7 +121,20 @@ pub fn qr_codes(image: &GrayImage) -> Vec<FoundCode> {
     if !found.is_empty() {
         return found;
     }
-    decode_qr(&binarise(&half), 2.0)
+    let found = decode_qr(&binarise(&half), 2.0);
+    if !found.is_empty() {
+        return found;
+    }
+    // A shadow across the code: each pixel against its own surroundings.
+    let (w, h) = half.dimensions();
+    if w < 2 || h < 2 {
+        return Vec::new();
+    }
+    let dark = local_dark(&half, (0, 0, w - 1, h - 1), 31);
+    let local = GrayImage::from_fn(w, h, |x, y| {
+        image::Luma([if dark[(y * w + x) as usize] { 0 } else { 255 }])
+    });
+    decode_qr(&local, 2.0)
 }
 
 fn decode_qr(image: &GrayImage, scale: f32) -> Vec<FoundCode> {
@@ -228,6 +267,76 @@ impl Homography {
         ]))
     }
 
+    /// The projective mapping that best takes the `from` points to the `to` points (four or more),
+    /// by least squares on coordinates brought to about unit size; `None` when they are
+    /// degenerate.
+    #[allow(clippy::needless_range_loop)] // row-and-column arithmetic reads best with indices
+    pub fn fit(from: &[(f32, f32)], to: &[(f32, f32)]) -> Option<Homography> {
+        if from.len() < 4 || from.len() != to.len() {
+            return None;
+        }
+        // Each side centred on its mean and scaled to a mean distance of 1 (Hartley).
+        let normaliser = |points: &[(f32, f32)]| {
+            let n = points.len() as f64;
+            let (mx, my) = points.iter().fold((0.0, 0.0), |(a, b), p| {
+                (a + f64::from(p.0) / n, b + f64::from(p.1) / n)
+            });
+            let d = points
+                .iter()
+                .map(|p| (f64::from(p.0) - mx).hypot(f64::from(p.1) - my))
+                .sum::<f64>()
+                / n;
+            let k = if d > 0.0 { 1.0 / d } else { 1.0 };
+            [k, 0.0, -k * mx, 0.0, k, -k * my, 0.0, 0.0, 1.0]
+        };
+        let (t1, t2) = (normaliser(from), normaliser(to));
+        let apply = |t: &[f64; 9], p: &(f32, f32)| {
+            (t[0] * f64::from(p.0) + t[2], t[4] * f64::from(p.1) + t[5])
+        };
+        let mut m = [[0f64; 9]; 8];
+        for (f, t) in from.iter().zip(to) {
+            let (x, y) = apply(&t1, f);
+            let (u, v) = apply(&t2, t);
+            for (row, b) in [
+                ([x, y, 1.0, 0.0, 0.0, 0.0, -u * x, -u * y], u),
+                ([0.0, 0.0, 0.0, x, y, 1.0, -v * x, -v * y], v),
+            ] {
+                for r in 0..8 {
+                    for c in 0..8 {
+                        m[r][c] += row[r] * row[c];
+                    }
+                    m[r][8] += row[r] * b;
+                }
+            }
+        }
+        let h = solve(m)?;
+        let hn = [h[0], h[1], h[2], h[3], h[4], h[5], h[6], h[7], 1.0];
+        // Back to pixels: T2⁻¹ · Hn · T1.
+        let k2 = t2[0];
+        let t2_inv = [
+            1.0 / k2,
+            0.0,
+            -t2[2] / k2,
+            0.0,
+            1.0 / k2,
+            -t2[5] / k2,
+            0.0,
+            0.0,
+            1.0,
+        ];
+        let product = |a: &[f64; 9], b: &[f64; 9]| {
+            let mut out = [0f64; 9];
+            for r in 0..3 {
+                for c in 0..3 {
+                    out[r * 3 + c] = (0..3).map(|k| a[r * 3 + k] * b[k * 3 + c]).sum();
+                }
+            }
+            out
+        };
+        let h = product(&t2_inv, &product(&hn, &t1));
+        (h[8].abs() > 1e-12).then(|| Homography(h.map(|v| v / h[8])))
+    }
+
     pub fn map(&self, (x, y): (f32, f32)) -> (f32, f32) {
         let h = &self.0;
         let (x, y) = (f64::from(x), f64::from(y));
@@ -253,7 +362,8 @@ fn sample(image: &GrayImage, (x, y): (f32, f32)) -> u8 {
 }
 
 /// The page rectangle `rect`, straightened out of `image` at `scale` pixels per point, with a
-/// white margin around it (Tesseract reads better with one).
+/// margin around it (Tesseract reads better with one) of the paper at its edge (so that the
+/// light evened out later sees the same paper there).
 pub fn rectify(image: &GrayImage, page_to_image: &Homography, rect: Rect, scale: f32) -> GrayImage {
     let margin = 12;
     let w = (rect.w * scale).round().max(1.0) as u32;
@@ -269,7 +379,117 @@ pub fn rectify(image: &GrayImage, page_to_image: &Homography, rect: Rect, scale:
             out.put_pixel(i + margin, j + margin, image::Luma([v]));
         }
     }
+    // The margin: the brightest of the nearest edge pixels around, as paper.
+    let (ow, oh) = out.dimensions();
+    let paper = |x: u32, y: u32, out: &GrayImage| {
+        let (cx, cy) = (
+            x.clamp(margin, margin + w - 1),
+            y.clamp(margin, margin + h - 1),
+        );
+        let (x0, x1) = (
+            cx.saturating_sub(6).max(margin),
+            (cx + 6).min(margin + w - 1),
+        );
+        let (y0, y1) = (
+            cy.saturating_sub(6).max(margin),
+            (cy + 6).min(margin + h - 1),
+        );
+        (x0..=x1)
+            .flat_map(|px| (y0..=y1).map(move |py| (px, py)))
+            .map(|(px, py)| out.get_pixel(px, py).0[0])
+            .max()
+            .unwrap_or(255)
+    };
+    for y in 0..oh {
+        for x in 0..ow {
+            if x < margin || y < margin || x >= margin + w || y >= margin + h {
+                let v = paper(x, y, &out);
+                out.put_pixel(x, y, image::Luma([v]));
+            }
+        }
+    }
     out
+}
+
+/// The greatest value within `r` pixels along one axis (`horizontal` or not), for each pixel.
+fn max_along(image: &GrayImage, r: u32, horizontal: bool) -> GrayImage {
+    let (w, h) = image.dimensions();
+    GrayImage::from_fn(w, h, |x, y| {
+        let (from, to, at) = if horizontal {
+            (x.saturating_sub(r), (x + r).min(w - 1), y)
+        } else {
+            (y.saturating_sub(r), (y + r).min(h - 1), x)
+        };
+        let v = (from..=to)
+            .map(|k| {
+                let (px, py) = if horizontal { (k, at) } else { (at, k) };
+                image.get_pixel(px, py).0[0]
+            })
+            .max()
+            .unwrap_or(255);
+        image::Luma([v])
+    })
+}
+
+/// `image` with its light evened out: each pixel divided by the paper's brightness around it (the
+/// brightest value nearby, which strokes narrower than the window do not reach), so a shadow or a
+/// light falling off across a box leaves the paper white and the ink dark.
+pub fn even_light(image: &GrayImage) -> GrayImage {
+    let r = (image.height() / 5).clamp(6, 24);
+    let paper = max_along(&max_along(image, r, true), r, false);
+    let paper = image::imageops::blur(&paper, r as f32 / 2.0);
+    GrayImage::from_fn(image.width(), image.height(), |x, y| {
+        let v = f32::from(image.get_pixel(x, y).0[0]);
+        let p = f32::from(paper.get_pixel(x, y).0[0]).max(24.0);
+        image::Luma([(v / p * 255.0).round().clamp(0.0, 255.0) as u8])
+    })
+}
+
+/// Whether a box (with its light evened out) holds no writing: no blob of ink is as tall as a
+/// sixth of the box (a character is; noise is not) without being a line of the box's border, if
+/// a little of it shows (as tall as the box, or a long thin stroke across it).
+pub fn blank(even: &GrayImage) -> bool {
+    let (w, h) = even.dimensions();
+    let edge = 4;
+    let (x0, ww) = (edge as usize, w.saturating_sub(2 * edge) as usize);
+    let hh = h as usize;
+    if ww == 0 {
+        return true;
+    }
+    let dark = |i: usize| even.get_pixel((x0 + i % ww) as u32, (i / ww) as u32).0[0] < 170;
+    let mut seen = vec![false; ww * hh];
+    let mut stack = Vec::new();
+    for start in 0..ww * hh {
+        if seen[start] || !dark(start) {
+            continue;
+        }
+        seen[start] = true;
+        stack.push(start);
+        let (mut n, mut top, mut bottom, mut left, mut right) = (0usize, hh, 0, ww, 0);
+        while let Some(i) = stack.pop() {
+            let (x, y) = (i % ww, i / ww);
+            n += 1;
+            (top, bottom, left, right) = (top.min(y), bottom.max(y), left.min(x), right.max(x));
+            let neighbours = [
+                (x > 0).then(|| i - 1),
+                (x + 1 < ww).then(|| i + 1),
+                (y > 0).then(|| i - ww),
+                (y + 1 < hh).then(|| i + ww),
+            ];
+            for j in neighbours.into_iter().flatten() {
+                if !seen[j] && dark(j) {
+                    seen[j] = true;
+                    stack.push(j);
+                }
+            }
+        }
+        let (bw, bh) = (right - left + 1, bottom - top + 1);
+        let border = bh * 10 >= hh * 8 || bw >= ww / 3;
+        if n >= 15 && bh >= hh / 6 && bw >= 3 && !border {
+            return false;
+        }
+    }
+    true
 }
 
 /// Otsu's threshold of the image's histogram: what separates ink from paper.
@@ -306,6 +526,45 @@ fn otsu(image: &GrayImage) -> u8 {
     threshold
 }
 
+/// Which pixels of the rectangle `(x0, y0, x1, y1)` (inclusive) of `image` are dark by a local
+/// threshold: below 80% of the mean of the `window`-sided square around them (an integral image
+/// makes each mean one sum), row by row.
+fn local_dark(image: &GrayImage, (x0, y0, x1, y1): (u32, u32, u32, u32), window: u32) -> Vec<bool> {
+    let (w, h) = image.dimensions();
+    let half = window / 2;
+    let (ax, ay) = (x0.saturating_sub(half), y0.saturating_sub(half));
+    let (bx, by) = ((x1 + half).min(w - 1), (y1 + half).min(h - 1));
+    let (iw, ih) = ((bx - ax + 2) as usize, (by - ay + 2) as usize);
+    // sums[(y + 1) * iw + (x + 1)]: the sum of the pixels above and left of (x, y), inclusive.
+    let mut sums = vec![0u64; iw * ih];
+    for y in 0..ih - 1 {
+        let mut row = 0u64;
+        for x in 0..iw - 1 {
+            row += u64::from(image.get_pixel(ax + x as u32, ay + y as u32).0[0]);
+            sums[(y + 1) * iw + x + 1] = sums[y * iw + x + 1] + row;
+        }
+    }
+    let mut dark = Vec::with_capacity(((x1 - x0 + 1) * (y1 - y0 + 1)) as usize);
+    for y in y0..=y1 {
+        for x in x0..=x1 {
+            let (lx, ly) = (
+                (x.saturating_sub(half).max(ax) - ax) as usize,
+                (y.saturating_sub(half).max(ay) - ay) as usize,
+            );
+            let (hx, hy) = (
+                ((x + half).min(bx) - ax + 1) as usize,
+                ((y + half).min(by) - ay + 1) as usize,
+            );
+            let total =
+                sums[hy * iw + hx] + sums[ly * iw + lx] - sums[ly * iw + hx] - sums[hy * iw + lx];
+            let count = ((hx - lx) * (hy - ly)) as u64;
+            let mean = total as f32 / count.max(1) as f32;
+            dark.push(f32::from(image.get_pixel(x, y).0[0]) < 0.8 * mean);
+        }
+    }
+    dark
+}
+
 /// The centre of the registration mark near `around`: among the blobs of dark pixels in the
 /// square of side `2 * radius` around it, the one most like a filled square of `area` pixels
 /// (text and noise nearby are other blobs); `None` when none is.
@@ -313,7 +572,6 @@ fn dark_centre(
     image: &GrayImage,
     around: (f32, f32),
     radius: f32,
-    threshold: u8,
     area: f32,
 ) -> Option<(f32, f32)> {
     let (w, h) = image.dimensions();
@@ -325,7 +583,11 @@ fn dark_centre(
         return None;
     }
     let (ww, wh) = ((x1 - x0 + 1) as usize, (y1 - y0 + 1) as usize);
-    let dark = |x: usize, y: usize| image.get_pixel(x0 + x as u32, y0 + y as u32).0[0] < threshold;
+    // A local threshold: darker than its surroundings (a square about three marks wide), so that
+    // under uneven light or a shadow a mark is dark and the shaded paper is not.
+    let side = area.sqrt();
+    let dark = local_dark(image, (x0, y0, x1, y1), (3.0 * side).max(9.0) as u32);
+    let dark = |x: usize, y: usize| dark[y * ww + x];
     let mut seen = vec![false; ww * wh];
     let mut best: Option<(f32, (f32, f32))> = None;
     let mut stack = Vec::new();
@@ -365,11 +627,13 @@ fn dark_centre(
         if fill < 0.6 || squareness < 0.6 || size < 0.35 {
             continue;
         }
-        let score = fill * squareness * size;
         let centre = (
             x0 as f32 + (sx / n) as f32 + 0.5,
             y0 as f32 + (sy / n) as f32 + 0.5,
         );
+        // Of two such squares, the nearer to where the mark should be.
+        let off = (centre.0 - around.0).hypot(centre.1 - around.1) / radius;
+        let score = fill * squareness * size / (1.0 + off * off);
         if best.is_none_or(|(s, _)| score > s) {
             best = Some((score, centre));
         }
@@ -401,35 +665,92 @@ pub fn locate(
         (q.x + q.w, q.y + q.h),
         (q.x, q.y + q.h),
     ];
-    let rough = Homography::affine_from_points(&qr_page, &corners).ok_or(FormError::NoMarks)?;
+    let unplaced = || FormError::NoMarks(code.clone());
+    let rough = Homography::affine_from_points(&qr_page, &corners).ok_or_else(unplaced)?;
     // Pixels per point, roughly: the QR code's side in the image over its side on the page.
     let side = ((corners[1].0 - corners[0].0).hypot(corners[1].1 - corners[0].1)) / q.w;
-    let threshold = otsu(image).clamp(60, 200);
-    let mut found = [(0f32, 0f32); 4];
-    let mut page = [(0f32, 0f32); 4];
-    for (i, mark) in layout.marks.iter().enumerate() {
-        let expected = rough.map(mark.center());
-        // The QR code is small and far from the marks: its estimate of where they are can be off
-        // by a few per cent of the page, hence the wide search.
-        let radius = mark.w * side * 3.0;
-        let area = (mark.w * side).powi(2);
-        found[i] =
-            dark_centre(image, expected, radius, threshold, area).ok_or(FormError::NoMarks)?;
-        page[i] = mark.center();
+    let area = |mark: &Rect| (mark.w * side).powi(2);
+    let mut found: Vec<Option<(f32, f32)>> = layout
+        .marks
+        .iter()
+        .map(|mark| {
+            // The QR code is small and far from the marks: its estimate of where they are can be
+            // off by a few per cent of the page (more in a photo in perspective), hence the wide
+            // search.
+            dark_centre(
+                image,
+                rough.map(mark.center()),
+                mark.w * side * 5.0,
+                area(mark),
+            )
+        })
+        .collect();
+    let page: Vec<(f32, f32)> = layout.marks.iter().map(Rect::center).collect();
+    // The QR code's corners and the marks found so far, page to picture.
+    let fit = |found: &[Option<(f32, f32)>]| {
+        let (mut from, mut to) = (qr_page.to_vec(), corners.to_vec());
+        for (p, f) in page.iter().zip(found) {
+            if let Some(f) = f {
+                from.push(*p);
+                to.push(*f);
+            }
+        }
+        Homography::fit(&from, &to)
+    };
+    // Marks missed (the perspective put them further from the QR code's estimate than the
+    // search went): looked for again where the QR code and the marks found put them.
+    if found.iter().any(Option::is_none) && found.iter().flatten().count() >= 2 {
+        let fitted = fit(&found).ok_or_else(unplaced)?;
+        for (mark, f) in layout.marks.iter().zip(found.iter_mut()) {
+            if f.is_none() {
+                *f = dark_centre(
+                    image,
+                    fitted.map(mark.center()),
+                    mark.w * side * 2.5,
+                    area(mark),
+                );
+            }
+        }
     }
-    let exact = Homography::from_points(page, found).ok_or(FormError::NoMarks)?;
-    Ok((code, layout, exact))
+    if let [Some(a), Some(b), Some(c), Some(d)] = found[..] {
+        let exact = Homography::from_points([page[0], page[1], page[2], page[3]], [a, b, c, d])
+            .ok_or_else(unplaced)?;
+        return Ok((code, layout, exact));
+    }
+    // One mark missing, where the others put it at the picture's edge or beyond (the page not
+    // all in the picture, but its fields are): the three and the QR code place the page.
+    if found.iter().flatten().count() == 3 {
+        let fitted = fit(&found).ok_or_else(unplaced)?;
+        let missing = found.iter().position(Option::is_none).unwrap_or(0);
+        let mark = &layout.marks[missing];
+        let (x, y) = fitted.map(mark.center());
+        let (w, h) = image.dimensions();
+        let edge = mark.w * side;
+        if x < edge || y < edge || x > w as f32 - edge || y > h as f32 - edge {
+            return Ok((code, layout, fitted));
+        }
+    }
+    Err(unplaced())
 }
 
+/// A reading this sure, and valid for its field, is not tried again on other preparations.
+const SURE: u8 = 80;
+
 /// Reads every field of the form in `image` with `engine`. `valid(field, text)` says whether a
-/// value read can be right for its field (a codice fiscale's check character…): a field read
-/// wrong is read again from a binarised copy of its zone, and the valid reading, or else the
-/// surer one, is kept.
+/// value read can be right for its field (a codice fiscale's check character…);
+/// `confirms(code, field, text)` whether it is what is expected there (the pratica's value, the
+/// first hypothesis), `None` when nothing is. A box with no ink is blank. Otherwise it is read
+/// from its picture with the light evened out; a reading that does not confirm what is expected,
+/// or (nothing expected) is not valid or not sure, is read again from that picture in black and
+/// white, from the picture as photographed and sharpened (and, for a code, as one word): the
+/// confirming reading, or else the valid and surest, is kept, the others come along as
+/// alternatives for the checks.
 pub fn read(
     image: &GrayImage,
     layout_for: &dyn Fn(&str) -> Option<Layout>,
     engine: &mut Engine,
     valid: &dyn Fn(&str, &str) -> bool,
+    confirms: &dyn Fn(&str, &str, &str) -> Option<bool>,
 ) -> Result<FormReading, FormError> {
     let (code, layout, h) = locate(image, layout_for)?;
     // 300 dpi: 300 / 72 pixels per point.
@@ -437,33 +758,76 @@ pub fn read(
     let mut fields = Vec::new();
     for zone in &layout.fields {
         let crop = rectify(image, &h, zone.rect, scale);
-        let mode = Mode::Line {
-            charset: zone.charset.as_deref(),
-        };
-        let mut reading = engine.read(&crop, 300, mode)?;
-        if !valid(&zone.id, &reading.text) {
-            let again = engine.read(&binarise(&crop), 300, mode)?;
-            if valid(&zone.id, &again.text) || again.confidence > reading.confidence {
-                reading = again;
+        let even = even_light(&crop);
+        if blank(&even) {
+            fields.push(FieldReading {
+                id: zone.id.clone(),
+                text: String::new(),
+                confidence: 100,
+                blank: true,
+                ..FieldReading::default()
+            });
+            continue;
+        }
+        let charset = zone.charset.as_deref();
+        let line = Mode::Line { charset };
+        let mut readings: Vec<Reading> = Vec::new();
+        let confirmed = |r: &Reading| confirms(&code, &zone.id, &r.text) == Some(true);
+        let expecting = confirms(&code, &zone.id, "").is_some();
+        let preparations: [&dyn Fn() -> GrayImage; 4] = [
+            &|| even.clone(),
+            &|| binarise(&even),
+            &|| crop.clone(),
+            &|| image::imageops::unsharpen(&even, 1.5, 8),
+        ];
+        for (k, prepare) in preparations.iter().enumerate() {
+            // The sharpened picture only when a value is expected and not yet seen.
+            if k == 3 && !expecting {
+                break;
+            }
+            let reading = engine.read(&prepare(), 300, line)?;
+            let done = if expecting {
+                confirmed(&reading)
+            } else {
+                reading.confidence >= SURE && valid(&zone.id, &reading.text)
+            };
+            readings.push(reading);
+            if done {
+                break;
             }
         }
-        if !valid(&zone.id, &reading.text) {
-            // Read as one word (a codice fiscale has no spaces).
-            let word = engine.read(
-                &crop,
-                300,
-                Mode::Word {
-                    charset: zone.charset.as_deref(),
-                },
-            )?;
-            if valid(&zone.id, &word.text) {
-                reading = word;
+        if !readings
+            .iter()
+            .any(|r| valid(&zone.id, &r.text) || confirmed(r))
+            && charset.is_some()
+        {
+            // A code has no spaces: read as one word.
+            readings.push(engine.read(&even, 300, Mode::Word { charset })?);
+        }
+        let best = readings
+            .iter()
+            .enumerate()
+            .max_by_key(|(_, r)| (confirmed(r), valid(&zone.id, &r.text), r.confidence))
+            .map_or(0, |(i, _)| i);
+        let chosen = readings.remove(best);
+        let doubtful = if expecting {
+            !confirmed(&chosen)
+        } else {
+            chosen.confidence < SURE || !valid(&zone.id, &chosen.text)
+        };
+        let mut alternatives: Vec<Reading> = Vec::new();
+        for r in readings {
+            if r.text != chosen.text && !alternatives.iter().any(|a| a.text == r.text) {
+                alternatives.push(r);
             }
         }
         fields.push(FieldReading {
             id: zone.id.clone(),
-            text: reading.text,
-            confidence: reading.confidence,
+            text: chosen.text,
+            confidence: chosen.confidence,
+            alternatives,
+            blank: false,
+            evidence: doubtful.then(|| png_base64(&half_size(&even))).flatten(),
         });
     }
     let signed = layout.signature.map(|r| {
@@ -505,6 +869,34 @@ mod tests {
             );
         }
         assert!(Homography::from_points(from, [(0.0, 0.0); 4]).is_none());
+        // Least squares over more points finds the same mapping, from page points to pixels.
+        let page = [
+            (24.0, 24.0),
+            (571.0, 24.0),
+            (571.0, 818.0),
+            (440.0, 60.0),
+            (530.0, 150.0),
+            (300.0, 400.0),
+            (24.0, 818.0),
+        ];
+        let true_h = Homography::from_points(
+            [page[0], page[1], page[2], page[6]],
+            [
+                (180.0, 160.0),
+                (1560.0, 240.0),
+                (1540.0, 2080.0),
+                (120.0, 1990.0),
+            ],
+        )
+        .unwrap();
+        let pixels: Vec<(f32, f32)> = page.iter().map(|p| true_h.map(*p)).collect();
+        let fitted = Homography::fit(&page[..6], &pixels[..6]).unwrap();
+        let (x, y) = fitted.map(page[6]);
+        assert!(
+            (x - pixels[6].0).abs() < 0.5 && (y - pixels[6].1).abs() < 0.5,
+            "{x},{y} vs {:?}",
+            pixels[6]
+        );
         let affine = Homography::affine_from_points(&from, &to).unwrap();
         let (x, y) = affine.map((50.0, 25.0));
         assert!((x - 107.5).abs() < 3.0 && (y - 74.5).abs() < 3.0, "{x},{y}");

@@ -53,9 +53,10 @@ pub struct Document {
     pub reason: Option<String>,
     pub pages: Option<i32>,
     pub created_at: i64,
-    /// `in_lettura`, `letto`, `illeggibile`, or nothing to read.
+    /// `in_lettura`, `letto`, `illeggibile`, `da_verificare` (a standard form whose fields could
+    /// not be read: for the office to check by hand), or nothing to read.
     pub ocr_status: Option<String>,
-    /// Why it could not be read (`illeggibile`).
+    /// Why it could not be read (`illeggibile`, `da_verificare`).
     pub ocr_reason: Option<String>,
     pub ocr_confidence: Option<i32>,
     /// The standard form recognised, and whether its signature box holds ink.
@@ -76,6 +77,8 @@ pub struct FieldRow {
     pub expected: Option<String>,
     pub corrected: Option<String>,
     pub confirmed: bool,
+    /// The picture of the box is kept (its reading had a problem): `/documenti/{id}/campi/{field}`.
+    pub has_crop: bool,
 }
 
 /// A document's state (`documents.status`) as the citizen reads it.
@@ -98,12 +101,13 @@ impl Document {
 }
 
 /// Where a document's reading is (`documents.ocr_status`): "In lettura", "Letto", "Non
-/// leggibile"; nothing when there is nothing to read.
+/// leggibile", "Modulo da controllare"; nothing when there is nothing to read.
 pub fn reading_label(ocr_status: Option<&str>) -> Option<&'static str> {
     match ocr_status {
         Some("in_lettura") => Some("In lettura"),
         Some("letto") => Some("Letto"),
         Some("illeggibile") => Some("Non leggibile"),
+        Some("da_verificare") => Some("Modulo da controllare"),
         _ => None,
     }
 }
@@ -185,16 +189,19 @@ pub async fn for_application(db: &Db, application_id: &str) -> Result<Vec<Docume
         Option<String>,
         Option<String>,
         Option<i64>,
+        Option<String>,
     );
     let fields: Vec<FieldTuple> = sqlx::query_as(
-        "SELECT f.document_id, f.field, f.label, f.value, f.confidence, f.problem, f.expected, f.corrected, f.confirmed_at \
+        "SELECT f.document_id, f.field, f.label, f.value, f.confidence, f.problem, f.expected, f.corrected, f.confirmed_at, f.crop_storage \
          FROM document_fields f JOIN documents d ON d.id = f.document_id \
          WHERE d.application_id = $1 ORDER BY f.document_id, f.position",
     )
     .bind(application_id)
     .fetch_all(&db.pool)
     .await?;
-    for (doc, field, label, value, confidence, problem, expected, corrected, confirmed) in fields {
+    for (doc, field, label, value, confidence, problem, expected, corrected, confirmed, crop) in
+        fields
+    {
         if let Some(d) = docs.iter_mut().find(|d| d.id == doc) {
             d.fields.push(FieldRow {
                 field,
@@ -205,6 +212,7 @@ pub async fn for_application(db: &Db, application_id: &str) -> Result<Vec<Docume
                 expected,
                 corrected,
                 confirmed: confirmed.is_some(),
+                has_crop: crop.is_some(),
             });
         }
     }
@@ -1001,16 +1009,61 @@ async fn download(
     let doc = find(&state.db, id.as_str())
         .await?
         .ok_or(AppError::NotFound)?;
+    may_read(&state, &req, &principal, &doc).await?;
+    send(&state, &doc, query.vedi.is_some()).await
+}
+
+/// The picture of a form's box whose reading had a problem, to whoever may read the document.
+#[get("/documenti/{id}/campi/{field}")]
+async fn field_crop(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    principal: Principal,
+    path: web::Path<(String, String)>,
+) -> Result<HttpResponse, AppError> {
+    let (id, field) = path.into_inner();
+    let doc = find(&state.db, &id).await?.ok_or(AppError::NotFound)?;
+    let stored: Option<(Option<String>, Option<Vec<u8>>)> = sqlx::query_as(
+        "SELECT crop_storage, crop_key FROM document_fields WHERE document_id = $1 AND field = $2",
+    )
+    .bind(&doc.id)
+    .bind(&field)
+    .fetch_optional(&state.db.pool)
+    .await?;
+    let Some((Some(storage), Some(key))) = stored else {
+        return Err(AppError::NotFound);
+    };
+    may_read(&state, &req, &principal, &doc).await?;
+    let png = state
+        .vault
+        .read_all(&ocr::crop_key(&doc.id, &field), &storage, &key)
+        .await
+        .map_err(|e| tampered(&e))?;
+    Ok(HttpResponse::Ok()
+        .content_type("image/png")
+        .insert_header(("Cache-Control", "private, no-store"))
+        .body(png))
+}
+
+/// Whether `principal` may read document `doc`: its owner, someone acting for the owner under a
+/// mandate that shows their pratiche, or staff of the pratica's ente (an audited read). To anyone
+/// else it does not exist (`NotFound`).
+async fn may_read(
+    state: &AppState,
+    req: &HttpRequest,
+    principal: &Principal,
+    doc: &Found,
+) -> Result<(), AppError> {
     if principal.person().is_none() {
-        crate::citizen::signed_in(&req, &principal)?;
+        crate::citizen::signed_in(req, principal)?;
     }
     let owner_cf = CodiceFiscale::parse(&doc.owner_cf).map_err(|_| AppError::NotFound)?;
     // Acting for the owner under a mandate that shows their pratiche (audited by `subject`).
-    if crate::web::session::current(&req).is_some_and(|s| s.data.acting_for.is_some()) {
+    if crate::web::session::current(req).is_some_and(|s| s.data.acting_for.is_some()) {
         let subject = crate::delegations::subject(
-            &state,
-            &req,
-            &principal,
+            state,
+            req,
+            principal,
             crate::auth::LOGIN_LEVEL,
             &[Scope::Stato],
         )
@@ -1019,7 +1072,7 @@ async fn download(
             if subject.cf() != owner_cf.as_str() {
                 return Err(AppError::NotFound);
             }
-            return send(&state, &doc, query.vedi.is_some()).await;
+            return Ok(());
         }
     }
     let object = format!("documento:{}", doc.id);
@@ -1035,7 +1088,7 @@ async fn download(
     authorize(
         &state.db,
         state.clock.now_ms(),
-        &principal,
+        principal,
         &Access {
             subject: &owner_cf,
             action: Action::Read,
@@ -1049,8 +1102,7 @@ async fn download(
     .map_err(|e| match e {
         AppError::Forbidden => AppError::NotFound,
         other => other,
-    })?;
-    send(&state, &doc, query.vedi.is_some()).await
+    })
 }
 
 /// The document decrypted as it is sent, checked segment by segment; `inline` to show it in the
@@ -1193,6 +1245,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .service(upload)
         .service(confirm_fields)
         .service(remove)
+        .service(field_crop)
         .service(download);
     paper::routes(cfg);
 }

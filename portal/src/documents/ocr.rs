@@ -34,6 +34,7 @@ pub const JOB: &str = "documents.ocr";
 
 /// What the citizen and the operator read when a document could not be read.
 pub const TOO_HEAVY: &str = "La pagina è troppo pesante o confusa per essere letta automaticamente: l'ufficio la guarderà a mano. Se è una foto, rifalla con luce uniforme e la pagina intera nell'inquadratura.";
+pub const UNPLACED: &str = "La foto non si legge come modulo: rifalla con luce uniforme, tutta la pagina nell'inquadratura. Il documento resta agli atti e l'ufficio lo controllerà a mano.";
 pub const NOT_READ: &str =
     "Non è stato possibile leggere il documento automaticamente: l'ufficio lo guarderà a mano.";
 
@@ -85,6 +86,9 @@ pub enum PageError {
 pub enum Answer {
     /// One of the portal's forms.
     Form(FormReading),
+    /// One of the portal's forms by its QR code (the code), whose page could not be straightened
+    /// to read its fields: for a person to read.
+    Unplaced(String),
     /// Any other page.
     Text(Reading),
     /// Tesseract failed on it.
@@ -192,6 +196,11 @@ impl OcrPool {
     /// Reads one page (an encoded PNG or JPEG) on the next free worker. Dropping the future kills
     /// the worker that had the page.
     pub async fn read(&self, image: &[u8]) -> Result<Answer, PageError> {
+        self.read_with(image, &Hints::new()).await
+    }
+
+    /// [`OcrPool::read`], with what the pratica says of the forms the page may be (see [`Hints`]).
+    pub async fn read_with(&self, image: &[u8], hints: &Hints) -> Result<Answer, PageError> {
         let _turn = self
             .turns
             .acquire()
@@ -202,7 +211,7 @@ impl OcrPool {
             Some(p) => p,
             None => self.spawn()?,
         };
-        let answer = self.on(&mut process, image).await;
+        let answer = self.on(&mut process, image, hints).await;
         match &answer {
             // A worker that answered is kept for the next page.
             Ok(_) => {
@@ -218,7 +227,12 @@ impl OcrPool {
         answer
     }
 
-    async fn on(&self, process: &mut Process, image: &[u8]) -> Result<Answer, PageError> {
+    async fn on(
+        &self,
+        process: &mut Process,
+        image: &[u8],
+        hints: &Hints,
+    ) -> Result<Answer, PageError> {
         let Process {
             child,
             pid,
@@ -228,7 +242,13 @@ impl OcrPool {
         } = process;
         let pid = *pid;
         let cpu_before = pid.and_then(cpu_time).unwrap_or_default();
-        let header = format!("{}\n", image.len());
+        // The hints, if any, on a line of their own (JSON has no raw newline), then the count.
+        let mut header = String::new();
+        if !hints.is_empty() {
+            header = serde_json::to_string(hints).unwrap_or_default();
+            header.push('\n');
+        }
+        header.push_str(&format!("{}\n", image.len()));
         let sent = async {
             stdin.write_all(header.as_bytes()).await?;
             stdin.write_all(image).await?;
@@ -318,9 +338,38 @@ async fn why_it_ended(child: &mut Child, why: String) -> PageError {
     }
 }
 
+/// What the pratica says, for the standard forms a page may be: form code → field → value. The
+/// reader takes each as the first hypothesis of its box (`intake::form::read`).
+pub type Hints = std::collections::BTreeMap<String, std::collections::BTreeMap<String, String>>;
+
+/// The hints of a pratica whose answers are `answers`: each form's fields that come from an
+/// answer with a value.
+pub fn hints(forms: &PaperForms, answers: &crate::applications::form::Answers) -> Hints {
+    let mut hints = Hints::new();
+    for form in &forms.forms {
+        let values: std::collections::BTreeMap<String, String> = form
+            .fields
+            .iter()
+            .filter_map(|f| {
+                let value = match answers.get(f.from.as_deref()?)? {
+                    serde_json::Value::String(s) => s.clone(),
+                    serde_json::Value::Number(n) => n.to_string(),
+                    _ => return None,
+                };
+                (!value.trim().is_empty()).then(|| (f.id.clone(), value))
+            })
+            .collect();
+        if !values.is_empty() {
+            hints.insert(form.code.clone(), values);
+        }
+    }
+    hints
+}
+
 /// The worker process (`sportello ocr-worker`): loads the engine and the standard forms once,
-/// then reads pages from stdin (a line with the byte count, then the encoded image) and answers
-/// each with one line on stdout. Ends at the end of its input.
+/// then reads pages from stdin (optionally a line of JSON [`Hints`], then a line with the byte
+/// count, then the encoded image) and answers each with one line on stdout. Ends at the end of
+/// its input.
 pub fn worker(language: &str, forms_dir: &std::path::Path) -> std::io::Result<()> {
     let forms = PaperForms::load(forms_dir).map_err(std::io::Error::other)?;
     let mut engine = Engine::new(language).map_err(std::io::Error::other)?;
@@ -333,6 +382,12 @@ pub fn worker(language: &str, forms_dir: &std::path::Path) -> std::io::Result<()
         if input.read_line(&mut line)? == 0 {
             return Ok(());
         }
+        let mut hints = Hints::new();
+        if line.starts_with('{') {
+            hints = serde_json::from_str(line.trim()).map_err(std::io::Error::other)?;
+            line.clear();
+            input.read_line(&mut line)?;
+        }
         let len: usize = line
             .trim()
             .parse()
@@ -340,7 +395,7 @@ pub fn worker(language: &str, forms_dir: &std::path::Path) -> std::io::Result<()
         let mut bytes = vec![0u8; len];
         input.read_exact(&mut bytes)?;
         let answer = match image::load_from_memory(&bytes) {
-            Ok(image) => read_image(&mut engine, &image.to_luma8(), &forms)
+            Ok(image) => read_image(&mut engine, &image.to_luma8(), &forms, &hints)
                 .unwrap_or_else(|e| Answer::Error(e.to_string())),
             Err(e) => Answer::Error(format!("image: {e}")),
         };
@@ -369,6 +424,7 @@ pub fn read_image(
     engine: &mut Engine,
     image: &image::GrayImage,
     forms: &PaperForms,
+    hints: &Hints,
 ) -> Result<Answer, OcrError> {
     let layout_for = |code: &str| forms.for_code(code).map(|f| f.layout());
     // The form is known once its QR code is read; each field is judged by that form's rules.
@@ -379,11 +435,44 @@ pub fn read_image(
             .filter_map(|f| f.field(field).map(|_| f))
             .any(|f| f.plausible(field, text))
     };
-    match intake::form::read(image, &layout_for, engine, &plausible) {
+    // Whether a reading is what the pratica says (but for OCR's confusions); `None` when the
+    // pratica says nothing of that box.
+    let confirms = |code: &str, field: &str, text: &str| {
+        let form = forms.for_code(code)?;
+        let expected = hints.get(&form.code)?.get(field)?;
+        Some(paper::same(form.field(field)?.kind, expected, text))
+    };
+    match intake::form::read(image, &layout_for, engine, &plausible, &confirms) {
         Ok(reading) => Ok(Answer::Form(reading)),
         Err(intake::form::FormError::Ocr(e)) => Err(e),
-        Err(_) => Ok(Answer::Text(engine.read(image, 200, Mode::Page)?)),
+        Err(intake::form::FormError::NoMarks(code)) => Ok(Answer::Unplaced(code)),
+        Err(_) => {
+            let text = engine.read(image, 200, Mode::Page)?;
+            // No QR code read, but the form's own footer is: the form, to be checked by hand.
+            Ok(match printed_form(forms, &text.text) {
+                Some(code) => Answer::Unplaced(code),
+                None => Answer::Text(text),
+            })
+        }
     }
+}
+
+/// The standard form a page's text names in the footer every form carries ("Modulo <code> v<n> —
+/// riferimento <reference>"), as its QR code would say.
+fn printed_form(forms: &PaperForms, text: &str) -> Option<String> {
+    let words: Vec<&str> = text.split_whitespace().collect();
+    (0..words.len()).find_map(|i| {
+        let w = words.get(i..i + 3)?;
+        let version: u32 = w[2].strip_prefix('v')?.parse().ok()?;
+        let form = forms
+            .get(w[1])
+            .filter(|f| f.version == version && w[0] == "Modulo")?;
+        // Then "— riferimento <reference>" (the dash may be read or not).
+        let rest = words.get(i + 3..(i + 6).min(words.len()))?;
+        let at = rest.iter().position(|r| r.starts_with("riferimento"))?;
+        let reference = rest.get(at + 1).or_else(|| words.get(i + 3 + at + 1))?;
+        Some(form.code_for(reference))
+    })
 }
 
 pub struct ReadDocuments {
@@ -424,7 +513,13 @@ impl JobHandler for ReadDocuments {
                 return Ok(());
             };
             let now = ctx.clock.now_ms();
-            match self.read(&ctx.db, &doc).await? {
+            let answers = crate::applications::store::get(&ctx.db, &doc.application_id)
+                .await
+                .map_err(err)?
+                .map(|app| app.answers)
+                .unwrap_or_default();
+            let hints = hints(&self.forms, &answers);
+            match self.read(&ctx.db, &doc, &hints).await? {
                 Got::Text(reading) => {
                     sqlx::query(
                         "UPDATE documents SET ocr_status = 'letto', ocr_text = $2, ocr_confidence = $3, ocr_reason = NULL WHERE id = $1",
@@ -437,7 +532,19 @@ impl JobHandler for ReadDocuments {
                     .map_err(err)?;
                 }
                 Got::Form(reading) => {
-                    store_form(&ctx.db, &self.forms, &doc, &reading).await?;
+                    store_form(&ctx.db, &self.vault, &self.forms, &doc, &reading).await?;
+                }
+                Got::Unplaced(code) => {
+                    let form = self.forms.for_code(&code).map(|f| f.code.clone());
+                    sqlx::query(
+                        "UPDATE documents SET ocr_status = 'da_verificare', form_code = $2, ocr_reason = $3 WHERE id = $1",
+                    )
+                    .bind(&doc.id)
+                    .bind(form)
+                    .bind(UNPLACED)
+                    .execute(&ctx.db.pool)
+                    .await
+                    .map_err(err)?;
                 }
                 Got::Unreadable(reason) => unreadable(&ctx.db, &doc.id, reason).await?,
             }
@@ -468,6 +575,8 @@ pub fn scan_key(document_id: &str, page: u32) -> String {
 /// What reading a document gave.
 enum Got {
     Form(FormReading),
+    /// A form (its code) whose fields could not be read: to be checked by hand.
+    Unplaced(String),
     Text(Reading),
     /// Not readable, for this reason (for the citizen and the office).
     Unreadable(&'static str),
@@ -477,7 +586,7 @@ impl ReadDocuments {
     /// Reads a photo, or a scanned PDF page by page: the first page that is one of the portal's
     /// forms gives the reading; otherwise the pages' text, one after the other. A page over its
     /// limits makes the document unreadable; a worker killed from outside fails the attempt.
-    async fn read(&self, db: &Db, doc: &super::Found) -> Result<Got, JobError> {
+    async fn read(&self, db: &Db, doc: &super::Found, hints: &Hints) -> Result<Got, JobError> {
         let pictures: Vec<(String, String, Vec<u8>)> = if doc.kind == Some(intake::Kind::Pdf) {
             let rows: Vec<(i32, String, Vec<u8>)> = sqlx::query_as(
                 "SELECT page, storage_id, wrapped_key FROM document_scans WHERE document_id = $1 ORDER BY page",
@@ -506,8 +615,9 @@ impl ReadDocuments {
                 .read_all(key, storage, wrapped)
                 .await
                 .map_err(err)?;
-            match self.pool.read(&bytes).await {
+            match self.pool.read_with(&bytes, hints).await {
                 Ok(Answer::Form(reading)) => return Ok(Got::Form(reading)),
+                Ok(Answer::Unplaced(code)) => return Ok(Got::Unplaced(code)),
                 Ok(Answer::Text(reading)) => texts.push(reading),
                 Ok(Answer::Error(e)) => {
                     tracing::warn!(error = %e, "page not read");
@@ -533,9 +643,16 @@ impl ReadDocuments {
     }
 }
 
-/// Checks and keeps the fields read from a standard form.
+/// The key a field's picture is stored under (its wrapped key is bound to it).
+pub fn crop_key(document_id: &str, field: &str) -> String {
+    format!("{document_id}/campo-{field}")
+}
+
+/// Checks and keeps the fields read from a standard form, with the picture of each box whose
+/// reading has a problem.
 async fn store_form(
     db: &Db,
+    vault: &Vault,
     forms: &PaperForms,
     doc: &super::Found,
     reading: &FormReading,
@@ -560,6 +677,37 @@ async fn store_form(
     });
     // A form printed for another pratica is flagged on every field it would set.
     let other_pratica = reference.as_deref() != Some(doc.application_id.as_str());
+    // The pictures of the boxes in doubt, encrypted; those of an earlier reading go.
+    let mut crops: std::collections::HashMap<String, (String, Vec<u8>)> = Default::default();
+    for c in checked.iter().filter(|c| c.problem.is_some()) {
+        let Some(png) = reading
+            .fields
+            .iter()
+            .find(|f| f.id == c.id)
+            .and_then(|f| f.evidence.as_deref())
+            .and_then(|b| {
+                use base64::Engine as _;
+                base64::engine::general_purpose::STANDARD.decode(b).ok()
+            })
+        else {
+            continue;
+        };
+        let stored = vault
+            .store(&crop_key(&doc.id, &c.id), std::io::Cursor::new(png))
+            .await
+            .map_err(err)?;
+        crops.insert(c.id.clone(), stored);
+    }
+    let earlier: Vec<String> = sqlx::query_scalar(
+        "SELECT crop_storage FROM document_fields WHERE document_id = $1 AND crop_storage IS NOT NULL",
+    )
+    .bind(&doc.id)
+    .fetch_all(&db.pool)
+    .await
+    .map_err(err)?;
+    for storage in earlier {
+        vault.delete(&storage).await.map_err(err)?;
+    }
     let mut tx = db.pool.begin().await.map_err(err)?;
     sqlx::query("DELETE FROM document_fields WHERE document_id = $1")
         .bind(&doc.id)
@@ -573,8 +721,8 @@ async fn store_form(
     }
     for (i, c) in checked.iter().enumerate() {
         sqlx::query(
-            "INSERT INTO document_fields (document_id, position, field, label, value, confidence, problem, expected) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+            "INSERT INTO document_fields (document_id, position, field, label, value, confidence, problem, expected, crop_storage, crop_key) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
         )
         .bind(&doc.id)
         .bind(i as i32)
@@ -584,6 +732,8 @@ async fn store_form(
         .bind(i32::from(c.confidence))
         .bind(&c.problem)
         .bind(&c.expected)
+        .bind(crops.get(&c.id).map(|(storage, _)| storage.clone()))
+        .bind(crops.get(&c.id).map(|(_, key)| key.clone()))
         .execute(&mut *tx)
         .await
         .map_err(err)?;

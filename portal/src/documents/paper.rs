@@ -334,14 +334,42 @@ const CONFUSED: &[(char, char)] = &[
     ('0', '8'),
     ('5', '6'),
     ('6', '5'),
+    ('0', '6'),
+    ('6', '0'),
+    ('0', '9'),
+    ('9', '0'),
+    ('1', '7'),
+    ('7', '1'),
 ];
+
+/// Letters a check character is misread as, one for another (in any face).
+const LOOK_ALIKE: &[&str] = &["OUQDCG0", "ILJT1", "VYU", "BEFPR8", "MNH", "KX", "SZ25"];
 
 /// A codice fiscale read with one mistake (a confused character, or one character too many),
 /// mended with its check character: the only valid code one change away, if there is exactly
-/// one. The caller shows the value as uncertain.
+/// one; failing that, the code whose check character alone was misread as a look-alike (U as O).
+/// The caller shows the value as uncertain.
 pub fn mend_codice_fiscale(read: &str) -> Option<String> {
     let mut found = mend_candidates(read);
-    (found.len() == 1).then(|| found.remove(0))
+    if found.len() == 1 {
+        return Some(found.remove(0));
+    }
+    if !found.is_empty() || read.len() != 16 || !read.is_ascii() {
+        return None;
+    }
+    let (first, last) = read.split_at(15);
+    if !first
+        .bytes()
+        .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit())
+    {
+        return None;
+    }
+    let check = char::from(crate::domain::check_character(first.as_bytes()));
+    let alike = LOOK_ALIKE
+        .iter()
+        .any(|group| group.contains(check) && last.chars().all(|c| group.contains(c)));
+    let mended = format!("{first}{check}");
+    (alike && CodiceFiscale::parse(&mended).is_ok()).then_some(mended)
 }
 
 /// The valid codici fiscali one change away from `read`.
@@ -368,6 +396,7 @@ fn mend_candidates(read: &str) -> Vec<String> {
             }
         }
         16 => {
+            // The check character alone misread (U read O, say): the one the other fifteen give.
             for (i, c) in chars.iter().enumerate() {
                 for (from, to) in CONFUSED {
                     if c == from {
@@ -434,7 +463,64 @@ impl PaperForm {
 /// Below this mean confidence a value is shown as uncertain.
 pub const LOW_CONFIDENCE: u8 = 70;
 
+/// Text as OCR cannot tell it apart: lower case, accents off (é, è and ë alike), I, l, 1 and |
+/// one letter (Roman numerals: "II" read "Il"), O and 0 one, apostrophes of any shape with no
+/// space around them, punctuation off, spaces collapsed.
+pub fn fold(text: &str) -> String {
+    let mut out = String::new();
+    for c in text.chars().flat_map(char::to_lowercase) {
+        let c = match c {
+            'à' | 'á' | 'â' | 'ä' | 'ã' | 'å' => 'a',
+            'è' | 'é' | 'ê' | 'ë' => 'e',
+            'ì' | 'í' | 'î' | 'ï' | 'l' | '1' | '|' | '!' => 'i',
+            'ò' | 'ó' | 'ô' | 'ö' | 'õ' | '0' => 'o',
+            'ù' | 'ú' | 'û' | 'ü' => 'u',
+            'ç' => 'c',
+            'ñ' => 'n',
+            '’' | '‘' | '`' | '´' => '\'',
+            '.' | ',' | ';' | ':' | '"' | '«' | '»' => ' ',
+            c => c,
+        };
+        out.push(c);
+    }
+    let collapsed = out.split_whitespace().collect::<Vec<_>>().join(" ");
+    collapsed
+        .replace(" '", "'")
+        .replace("' ", "'")
+        .replace("rn", "m")
+}
+
+/// Whether `read` can be `expected` misread by OCR: the same value for its kind, but for the
+/// confusions OCR makes (see [`fold`]); a codice fiscale one character away (its check character
+/// tells).
+pub fn same(kind: Kind, expected: &str, read: &str) -> bool {
+    let read = normalised(kind, read);
+    match kind {
+        Kind::Testo => fold(expected) == fold(&read),
+        Kind::CodiceFiscale => {
+            let expected = normalised(kind, expected);
+            read == expected
+                || mend_candidates(&read).contains(&expected)
+                || mend_codice_fiscale(&read).as_deref() == Some(expected.as_str())
+        }
+        Kind::Numero => {
+            let number = |t: &str| t.replace(',', ".").parse::<f64>().ok();
+            match (number(expected), number(&read)) {
+                (Some(a), Some(b)) => (a - b).abs() < 1e-9,
+                _ => false,
+            }
+        }
+        Kind::Data => comparable(kind, expected) == comparable(kind, &read),
+    }
+}
+
 /// Each field read, checked for its kind and against `expected` (the value the pratica holds).
+///
+/// What the pratica says is the first hypothesis: if any reading of a box (the chosen one or an
+/// alternative) is that value but for OCR's confusions, the box says it. Otherwise the chosen
+/// reading is judged: not valid for its kind, different from the pratica (only when read with
+/// confidence: an unsure reading is "Lettura incerta", never a difference), or unsure. A box with
+/// nothing written in it is fine where the pratica has nothing.
 pub fn check(
     form: &PaperForm,
     readings: &[FieldReading],
@@ -444,6 +530,44 @@ pub fn check(
         .iter()
         .map(|field| {
             let reading = readings.iter().find(|r| r.id == field.id);
+            let wanted = expected(field).filter(|e| !e.trim().is_empty());
+            let checked = |value: String, confidence: u8, problem: Option<String>| CheckedField {
+                id: field.id.clone(),
+                label: field.label.clone(),
+                value,
+                confidence,
+                problem,
+                expected: None,
+            };
+            if reading.is_some_and(|r| r.blank) {
+                return match &wanted {
+                    None => checked(String::new(), 100, None),
+                    Some(_) => checked(
+                        String::new(),
+                        100,
+                        Some("Non si legge nulla in questa casella.".into()),
+                    ),
+                };
+            }
+            let candidates: Vec<(&str, u8)> = reading
+                .map(|r| {
+                    std::iter::once((r.text.as_str(), r.confidence))
+                        .chain(
+                            r.alternatives
+                                .iter()
+                                .map(|a| (a.text.as_str(), a.confidence)),
+                        )
+                        .collect()
+                })
+                .unwrap_or_default();
+            if let Some(w) = &wanted {
+                if let Some((_, confidence)) = candidates
+                    .iter()
+                    .find(|(text, _)| same(field.kind, w, text))
+                {
+                    return checked(normalised(field.kind, w), *confidence, None);
+                }
+            }
             let mut value = normalised(field.kind, reading.map_or("", |r| r.text.as_str()));
             let mut mended = false;
             if field.kind == Kind::CodiceFiscale && CodiceFiscale::parse(&value).is_err() {
@@ -453,7 +577,7 @@ pub fn check(
                 }
             }
             let confidence = reading.map_or(0, |r| r.confidence);
-            let wanted = expected(field).filter(|e| !e.trim().is_empty());
+            let sure = confidence >= LOW_CONFIDENCE && !mended;
             let differs = wanted
                 .as_ref()
                 .filter(|e| comparable(field.kind, e) != comparable(field.kind, &value))
@@ -463,19 +587,16 @@ pub fn check(
                 .or_else(|| {
                     differs
                         .as_ref()
+                        .filter(|_| sure)
                         .map(|e| format!("Diverso da quanto scritto nella domanda: «{e}»."))
                 })
                 .or_else(|| {
-                    (confidence < LOW_CONFIDENCE || mended)
+                    (!sure || differs.is_some())
                         .then(|| "Lettura incerta: controlla il valore.".to_string())
                 });
             CheckedField {
-                id: field.id.clone(),
-                label: field.label.clone(),
-                value,
-                confidence,
-                problem,
-                expected: differs,
+                expected: differs.filter(|_| sure),
+                ..checked(value, confidence, problem)
             }
         })
         .collect()
@@ -523,10 +644,86 @@ mod tests {
                 "{read}"
             );
         }
-        // Nothing one change away, or more than one valid code: left as read.
-        assert_eq!(mend_codice_fiscale("RSSMRA80A01H501O"), None);
+        // The check character alone misread as a look-alike (U as O, in Courier): mended by the
+        // other fifteen; one that looks nothing like it is not.
+        assert_eq!(
+            mend_codice_fiscale("RSSMRA80A01H501O").as_deref(),
+            Some("RSSMRA80A01H501U")
+        );
+        assert_eq!(mend_codice_fiscale("RSSMRA80A01H501K"), None);
         assert_eq!(mend_candidates("BOBAAA80A01H501F").len(), 2);
         assert_eq!(mend_codice_fiscale("BOBAAA80A01H501F"), None);
+    }
+
+    #[test]
+    fn what_ocr_confuses_is_no_difference_and_an_unsure_reading_is_never_one() {
+        let form = shipped().get("autodichiarazione-sad").cloned().unwrap();
+        let read = |id: &str, text: &str, confidence, alternatives: &[(&str, u8)]| FieldReading {
+            id: id.into(),
+            text: text.into(),
+            confidence,
+            alternatives: alternatives
+                .iter()
+                .map(|(t, c)| intake::ocr::Reading {
+                    text: (*t).into(),
+                    confidence: *c,
+                })
+                .collect(),
+            ..FieldReading::default()
+        };
+        let pratica = |f: &PaperField| match f.id.as_str() {
+            "cognome" => Some("Dell'Acqua".to_string()),
+            "nome" => Some("Zoë".to_string()),
+            "codice_fiscale" => Some("RSSMRA80A01H501U".to_string()),
+            "indirizzo" => Some("Corso Vittorio Emanuele II 128".to_string()),
+            "ore" => Some("7,5".to_string()),
+            _ => None,
+        };
+        let readings = vec![
+            read("cognome", "Dell’ Acqua", 88, &[]),
+            read("nome", "Zoé", 91, &[]),
+            // The check character misread (Courier's U as O).
+            read("codice_fiscale", "RSSMRA80A01H501O", 90, &[]),
+            read("indirizzo", "Corso Vittorio Emanuele Il 128", 90, &[]),
+            // The first reading wrong, another preparation of the picture right.
+            read("ore", "7.9", 75, &[("7,5", 62)]),
+        ];
+        let checked = check(&form, &readings, &pratica);
+        for c in &checked {
+            assert_eq!(c.problem, None, "{c:?}");
+            assert_eq!(Some(c.value.clone()), pratica(form.field(&c.id).unwrap()));
+        }
+
+        // A reading with no confidence is uncertain, not a difference; a sure one that differs is
+        // a difference.
+        let readings = vec![read("ore", "88", 0, &[]), read("nome", "Luisa", 93, &[])];
+        let checked = check(&form, &readings, &pratica);
+        let of = |id: &str| checked.iter().find(|c| c.id == id).unwrap();
+        assert!(of("ore").problem.as_deref().unwrap().contains("incerta"));
+        assert_eq!(of("ore").expected, None);
+        assert!(of("nome").problem.as_deref().unwrap().contains("«Zoë»"));
+
+        // An optional field left empty on the pratica and on the paper: nothing to say; a blank
+        // box where the pratica has a value: said.
+        let blank = FieldReading {
+            id: "ore".into(),
+            blank: true,
+            ..FieldReading::default()
+        };
+        let checked = check(&form, std::slice::from_ref(&blank), &|_| None);
+        assert_eq!(
+            checked.iter().find(|c| c.id == "ore").unwrap().problem,
+            None
+        );
+        let checked = check(&form, &[blank], &pratica);
+        assert!(checked
+            .iter()
+            .find(|c| c.id == "ore")
+            .unwrap()
+            .problem
+            .as_deref()
+            .unwrap()
+            .contains("nulla"));
     }
 
     #[test]
@@ -545,6 +742,7 @@ mod tests {
             id: id.into(),
             text: text.into(),
             confidence,
+            ..FieldReading::default()
         };
         let readings = vec![
             read("delegante_cognome", "ROSSI", 93),

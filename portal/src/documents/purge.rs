@@ -85,12 +85,14 @@ impl JobHandler for Purge {
             let Some((storage_id,)) = stored else {
                 return Ok(());
             };
-            let scans: Vec<String> =
-                sqlx::query_scalar("SELECT storage_id FROM document_scans WHERE document_id = $1")
-                    .bind(&payload.document)
-                    .fetch_all(&db.pool)
-                    .await
-                    .map_err(err)?;
+            let scans: Vec<String> = sqlx::query_scalar(
+                "SELECT storage_id FROM document_scans WHERE document_id = $1 \
+                 UNION ALL SELECT crop_storage FROM document_fields WHERE document_id = $1 AND crop_storage IS NOT NULL",
+            )
+            .bind(&payload.document)
+            .fetch_all(&db.pool)
+            .await
+            .map_err(err)?;
             for id in storage_id.iter().chain(&scans) {
                 self.vault.delete(id).await.map_err(err)?;
             }

@@ -4,4 +4,5 @@ mod codice_fiscale;
 pub mod italian_time;
 pub mod text;
 
+pub(crate) use codice_fiscale::check_character;
 pub use codice_fiscale::{CodiceFiscale, CodiceFiscaleError};
