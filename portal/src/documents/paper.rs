@@ -630,6 +630,35 @@ mod tests {
     }
 
     #[test]
+    fn the_printed_form_has_a_readable_title_and_its_values_face_embedded() {
+        let form = shipped().get("autodichiarazione-sad").cloned().unwrap();
+        let pdf = form.pdf("Comune", "x", &|f| f.label.clone()).unwrap();
+        let doc = lopdf::Document::load_mem(&pdf).unwrap();
+        let info = doc
+            .trailer
+            .get(b"Info")
+            .and_then(|o| o.as_reference())
+            .unwrap();
+        let title = doc.get_dictionary(info).unwrap().get(b"Title").unwrap();
+        let lopdf::Object::String(bytes, _) = title else {
+            panic!("title: {title:?}")
+        };
+        // UTF-16BE with its byte-order mark: "notorietà", not "notorietÃ ".
+        let units: Vec<u16> = bytes[2..]
+            .chunks(2)
+            .map(|c| u16::from_be_bytes([c[0], c[1]]))
+            .collect();
+        assert_eq!(bytes[..2], [0xFE, 0xFF]);
+        assert_eq!(String::from_utf16(&units).unwrap(), form.title);
+        // The face of codes and figures travels with the file.
+        let embedded = doc.objects.values().any(|o| {
+            o.as_dict()
+                .is_ok_and(|d| d.has(b"FontFile2") && d.get(b"FontName").is_ok())
+        });
+        assert!(embedded, "a FontDescriptor with its FontFile2");
+    }
+
+    #[test]
     fn a_codice_fiscale_read_with_one_mistake_is_mended_by_its_check_character() {
         // Mistakes seen in the OCR benchmark: a character too many, O for Q, 3 for 8.
         for (read, on_paper) in [
