@@ -3,8 +3,9 @@
 //! export of a person's data are written with it; `pdftotext` and every reader read them.
 //!
 //! Pages meant to be read back by OCR (the standard paper forms, [`Writer::for_reading_back`])
-//! print their values in DejaVu Sans Mono Bold, embedded in the file (`forms/fonts/`), so the
-//! printed glyphs are the same on every machine and viewer: I/l/1 and O/0 stand apart.
+//! are printed in DejaVu Sans Mono, regular and bold, both embedded in the file (`forms/fonts/`):
+//! every glyph is the same on every machine and viewer, and I/l/1, O/0 and the accents stand
+//! apart.
 
 use lopdf::content::{Content, Operation};
 use lopdf::{dictionary, Document, Object, Stream, StringFormat};
@@ -76,13 +77,14 @@ pub fn wrap(text: &str, width: usize) -> Vec<String> {
 pub struct Writer {
     pages: Vec<Vec<Operation>>,
     pub y: f32,
-    /// The fixed-width values in the embedded font (pages read back by OCR).
+    /// Every font embedded (pages read back by OCR).
     embed_mono: bool,
 }
 
-/// The fixed-width face embedded in pages read back by OCR (Bitstream Vera licence, see
+/// The fixed-width faces embedded in pages read back by OCR (Bitstream Vera licence, see
 /// `forms/fonts/LICENSE-DejaVu.txt`).
-const MONO_TTF: &[u8] = include_bytes!("../../forms/fonts/DejaVuSansMono-Bold.ttf");
+const MONO_BOLD_TTF: &[u8] = include_bytes!("../../forms/fonts/DejaVuSansMono-Bold.ttf");
+const MONO_TTF: &[u8] = include_bytes!("../../forms/fonts/DejaVuSansMono.ttf");
 
 /// Lays text out on A4 pages, top to bottom.
 impl Writer {
@@ -94,7 +96,7 @@ impl Writer {
         }
     }
 
-    /// A writer whose fixed-width values use the embedded font (see the module's note).
+    /// A writer whose every text is in the embedded fixed-width faces (see the module's note).
     pub fn for_reading_back() -> Writer {
         Writer {
             embed_mono: true,
@@ -229,22 +231,28 @@ pub fn text_string(text: &str) -> Object {
     Object::String(bytes, StringFormat::Hexadecimal)
 }
 
-/// The embedded TrueType font (WinAnsi; every glyph 602/1000 wide).
-fn embedded_mono(doc: &mut Document) -> lopdf::ObjectId {
+/// An embedded DejaVu Sans Mono TrueType font, regular or bold (WinAnsi; every glyph 602/1000
+/// wide).
+fn embedded_mono(doc: &mut Document, bold: bool) -> lopdf::ObjectId {
+    let (bytes, name, stem) = if bold {
+        (MONO_BOLD_TTF, "DejaVuSansMono-Bold", 120)
+    } else {
+        (MONO_TTF, "DejaVuSansMono", 80)
+    };
     let file = doc.add_object(Stream::new(
-        dictionary! { "Length1" => MONO_TTF.len() as i64 },
-        MONO_TTF.to_vec(),
+        dictionary! { "Length1" => bytes.len() as i64 },
+        bytes.to_vec(),
     ));
     let descriptor = doc.add_object(dictionary! {
-        "Type" => "FontDescriptor", "FontName" => "DejaVuSansMono-Bold",
+        "Type" => "FontDescriptor", "FontName" => name,
         // Fixed pitch, non-symbolic.
-        "Flags" => 33, "FontBBox" => vec![(-447).into(), (-394).into(), 732.into(), 1041.into()],
+        "Flags" => 33, "FontBBox" => vec![(-557).into(), (-394).into(), 732.into(), 1042.into()],
         "ItalicAngle" => 0, "Ascent" => 928, "Descent" => -236, "CapHeight" => 729,
-        "StemV" => 120, "FontFile2" => file,
+        "StemV" => stem, "FontFile2" => file,
     });
     let widths: Vec<Object> = (32..=255).map(|_| Object::Integer(602)).collect();
     doc.add_object(dictionary! {
-        "Type" => "Font", "Subtype" => "TrueType", "BaseFont" => "DejaVuSansMono-Bold",
+        "Type" => "Font", "Subtype" => "TrueType", "BaseFont" => name,
         "FirstChar" => 32, "LastChar" => 255, "Widths" => widths,
         "Encoding" => "WinAnsiEncoding", "FontDescriptor" => descriptor,
     })
@@ -259,18 +267,20 @@ fn build(
     let err = |e: lopdf::Error| PdfError::Pdf(e.to_string());
     let mut doc = Document::with_version("1.5");
     let pages_id = doc.new_object_id();
-    let regular = doc.add_object(dictionary! {
-        "Type" => "Font", "Subtype" => "Type1", "BaseFont" => "Helvetica", "Encoding" => "WinAnsiEncoding",
-    });
-    let bold = doc.add_object(dictionary! {
-        "Type" => "Font", "Subtype" => "Type1", "BaseFont" => "Helvetica-Bold", "Encoding" => "WinAnsiEncoding",
-    });
-    let mono = if embed_mono {
-        embedded_mono(&mut doc)
-    } else {
+    let standard = |doc: &mut Document, name: &str| {
         doc.add_object(dictionary! {
-            "Type" => "Font", "Subtype" => "Type1", "BaseFont" => "Courier-Bold", "Encoding" => "WinAnsiEncoding",
+            "Type" => "Font", "Subtype" => "Type1", "BaseFont" => name, "Encoding" => "WinAnsiEncoding",
         })
+    };
+    let (regular, bold, mono) = if embed_mono {
+        let bold = embedded_mono(&mut doc, true);
+        (embedded_mono(&mut doc, false), bold, bold)
+    } else {
+        (
+            standard(&mut doc, "Helvetica"),
+            standard(&mut doc, "Helvetica-Bold"),
+            standard(&mut doc, "Courier-Bold"),
+        )
     };
     let resources = doc.add_object(dictionary! {
         "Font" => dictionary! { "F1" => regular, "F2" => bold, "F3" => mono },

@@ -157,7 +157,8 @@ impl PaperForm {
             w.text_top(60.0, y, 13.0, true, &line);
         }
         w.y -= 6.0;
-        for line in crate::pdf::wrap(&self.intro, 75) {
+        // Fixed-width text is wider: clear of the QR code at 66 characters of 9 points.
+        for line in crate::pdf::wrap(&self.intro, 66) {
             w.y -= 12.0;
             let y = PAGE_H - w.y;
             w.text_top(60.0, y, 9.0, false, &line);
@@ -167,13 +168,14 @@ impl PaperForm {
             w.text_top(BOX_X, top, 9.0, true, &field.label);
             w.rect_top(BOX_X, top + 6.0, BOX_W, BOX_H, false);
             let value = value_of(field);
-            match field.kind {
-                // Codes and figures in a fixed-width font: I and J, O and Q, 3 and 8 stand apart.
-                Kind::CodiceFiscale | Kind::Data | Kind::Numero => {
-                    w.mono_top(BOX_X + 8.0, top + 6.0 + 18.0, 14.0, &value)
-                }
-                Kind::Testo => w.text_top(BOX_X + 8.0, top + 6.0 + 18.0, 13.0, false, &value),
-            }
+            // Every value in the embedded fixed-width bold face: I, l and 1, O and 0, U and O, the
+            // accents stand apart; codes and figures a little larger.
+            let size = if field.kind == Kind::Testo {
+                13.0
+            } else {
+                14.0
+            };
+            w.mono_top(BOX_X + 8.0, top + 6.0 + 18.0, size, &value);
         }
         if let (Some(label), Some(r)) = (&self.signature, layout.signature) {
             w.text_top(r.x, r.y - 6.0, 9.0, true, label);
@@ -630,7 +632,7 @@ mod tests {
     }
 
     #[test]
-    fn the_printed_form_has_a_readable_title_and_its_values_face_embedded() {
+    fn the_printed_form_has_a_readable_title_and_every_font_embedded() {
         let form = shipped().get("autodichiarazione-sad").cloned().unwrap();
         let pdf = form.pdf("Comune", "x", &|f| f.label.clone()).unwrap();
         let doc = lopdf::Document::load_mem(&pdf).unwrap();
@@ -650,12 +652,22 @@ mod tests {
             .collect();
         assert_eq!(bytes[..2], [0xFE, 0xFF]);
         assert_eq!(String::from_utf16(&units).unwrap(), form.title);
-        // The face of codes and figures travels with the file.
-        let embedded = doc.objects.values().any(|o| {
-            o.as_dict()
-                .is_ok_and(|d| d.has(b"FontFile2") && d.get(b"FontName").is_ok())
-        });
-        assert!(embedded, "a FontDescriptor with its FontFile2");
+        // Every font travels with the file: the page prints the same on every machine.
+        let fonts: Vec<&lopdf::Dictionary> = doc
+            .objects
+            .values()
+            .filter_map(|o| o.as_dict().ok())
+            .filter(|d| d.get(b"Type").and_then(|t| t.as_name()).ok() == Some(b"Font".as_slice()))
+            .collect();
+        assert!(fonts.len() >= 2);
+        for font in fonts {
+            let descriptor = font
+                .get(b"FontDescriptor")
+                .and_then(|r| r.as_reference())
+                .and_then(|r| doc.get_dictionary(r))
+                .unwrap_or_else(|_| panic!("not embedded: {font:?}"));
+            assert!(descriptor.has(b"FontFile2"), "{descriptor:?}");
+        }
     }
 
     #[test]
