@@ -5,6 +5,7 @@
 //!     cargo bench --bench ocr -- --per-kind 15
 //!     cargo bench --bench ocr -- --speed 0      # accuracy only
 //!     cargo bench --bench ocr -- --kind 3       # one kind of damage only (0–7, as listed)
+//!     OCR_BENCH_SAVE=/tmp/pages cargo bench --bench ocr   # also keep each spoiled page (JPEG)
 //!
 //! 1. **accuracy**: standard forms (the SAD self-declaration and the delegation, in turn) printed
 //!    by the portal's own code with hard values (accented names such as Zoë and Niccolò,

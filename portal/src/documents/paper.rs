@@ -310,6 +310,9 @@ pub fn fix_codice_fiscale(text: &str) -> String {
             (true, '8') => 'B',
             (true, '2') => 'Z',
             (true, '6') => 'G',
+            (true, '3') => 'J',
+            (true, '4') => 'A',
+            (true, '7') => 'T',
             (false, 'O') | (false, 'D') | (false, 'Q') => '0',
             (false, 'I') | (false, 'L') => '1',
             (false, 'S') => '5',
@@ -584,7 +587,8 @@ pub fn check(
                 .as_ref()
                 .filter(|e| comparable(field.kind, e) != comparable(field.kind, &value))
                 .cloned();
-            let problem = invalid(field.kind, &value)
+            let invalid = invalid(field.kind, &value);
+            let problem = invalid
                 .map(str::to_string)
                 .or_else(|| {
                     differs
@@ -597,7 +601,8 @@ pub fn check(
                         .then(|| "Lettura incerta: controlla il valore.".to_string())
                 });
             CheckedField {
-                expected: differs.filter(|_| sure),
+                // The pratica's value is shown only beside a difference (not an invalid reading).
+                expected: differs.filter(|_| sure && invalid.is_none()),
                 ..checked(value, confidence, problem)
             }
         })
@@ -770,6 +775,8 @@ mod tests {
     #[test]
     fn a_codice_fiscale_is_mended_where_ocr_confuses_letters_and_digits() {
         assert_eq!(fix_codice_fiscale("RSSMRA8OA0IH5OIU"), "RSSMRA80A01H501U");
+        // A J read as 3 where only a letter can be (seen on a colour photo).
+        assert_eq!(fix_codice_fiscale("PRBAAA80A01H5013"), "PRBAAA80A01H501J");
         assert_eq!(
             fix_codice_fiscale("rss mra 80a01 h501u"),
             "RSSMRA80A01H501U"
