@@ -2,6 +2,15 @@
 
 use std::process::Command;
 
+/// Runs `cmd` to its end off the test's runtime: a portal served by this runtime keeps answering
+/// the command meanwhile (a blocking wait would stall its database pool).
+pub(crate) async fn output_of(mut cmd: Command) -> std::process::Output {
+    tokio::task::spawn_blocking(move || cmd.output())
+        .await
+        .unwrap()
+        .unwrap()
+}
+
 pub(crate) fn sportello(dir: &std::path::Path) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_sportello"));
     cmd.current_dir(dir)
@@ -159,10 +168,9 @@ async fn federation_check_resolves_every_chain_and_exits_non_zero_on_a_problem()
     let dir = tempfile::tempdir().unwrap();
     // Against the running portal in development: its anchor, the development provider and the
     // portal itself resolve.
-    let out = sportello(dir.path())
-        .args(["federation", "check", "--url", &app.url])
-        .output()
-        .unwrap();
+    let mut check = sportello(dir.path());
+    check.args(["federation", "check", "--url", &app.url]);
+    let out = output_of(check).await;
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),
@@ -199,11 +207,14 @@ async fn federation_check_resolves_every_chain_and_exits_non_zero_on_a_problem()
         ),
     )
     .unwrap();
-    let out = sportello(dir.path())
-        .args(["--config", config.to_str().unwrap()])
-        .args(["federation", "check", "--url", &app.url])
-        .output()
-        .unwrap();
+    let mut check = sportello(dir.path());
+    check.args(["--config", config.to_str().unwrap()]).args([
+        "federation",
+        "check",
+        "--url",
+        &app.url,
+    ]);
+    let out = output_of(check).await;
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(!out.status.success(), "{stdout}");
     assert!(

@@ -53,13 +53,16 @@ impl ReferenceFederation {
         tool("tests/interop/spid_cie_oidc")
     }
 
-    fn command(&self, args: &[&str]) -> String {
-        let output = Command::new(Self::python())
-            .arg(Self::project().join("federation.py"))
+    /// Runs `federation.py` off the test's runtime (it may call the portal this runtime serves).
+    async fn command(&self, args: &[&str]) -> String {
+        let mut cmd = Command::new(Self::python());
+        cmd.arg(Self::project().join("federation.py"))
             .args(args)
             .env("SPID_BASE", &self.base)
-            .env("SPID_DB", self.dir.path().join("federation.sqlite3"))
-            .output()
+            .env("SPID_DB", self.dir.path().join("federation.sqlite3"));
+        let output = tokio::task::spawn_blocking(move || cmd.output())
+            .await
+            .unwrap()
             .expect("the reference implementation (installed by .ci/setup --tests)");
         assert!(
             output.status.success(),
@@ -80,7 +83,7 @@ impl ReferenceFederation {
             child: placeholder,
         };
         let keys: serde_json::Value =
-            serde_json::from_str(federation.command(&["setup"]).trim()).expect("keys");
+            serde_json::from_str(federation.command(&["setup"]).await.trim()).expect("keys");
         let log = federation.dir.path().join("server.log");
         let address = federation.base.trim_start_matches("http://").to_string();
         federation.child = Command::new(Self::python())
@@ -194,7 +197,7 @@ async fn a_citizen_logs_in_through_the_reference_federation_until_the_trust_anch
     // Onboarding: the trust anchor reads the portal's entity configuration, registers it, and
     // issues the trust mark of a public-sector relying party, which the portal then publishes.
     let mark: serde_json::Value =
-        serde_json::from_str(federation.command(&["register", &app.url]).trim()).unwrap();
+        serde_json::from_str(federation.command(&["register", &app.url]).await.trim()).unwrap();
     app.restart_with(|c| {
         c.federation.trust_marks = vec![portal::config::TrustMark {
             id: mark["id"].as_str().unwrap().into(),
@@ -242,13 +245,12 @@ async fn a_citizen_logs_in_through_the_reference_federation_until_the_trust_anch
     )
     .unwrap();
     let check = || {
-        crate::cli::sportello(check_dir.path())
-            .args(["--config", check_config.to_str().unwrap()])
-            .args(["federation", "check", "--url", &app.url])
-            .output()
-            .unwrap()
+        let mut cmd = crate::cli::sportello(check_dir.path());
+        cmd.args(["--config", check_config.to_str().unwrap()])
+            .args(["federation", "check", "--url", &app.url]);
+        crate::cli::output_of(cmd)
     };
-    let out = check();
+    let out = check().await;
     let stdout = String::from_utf8_lossy(&out.stdout).to_string();
     assert!(
         out.status.success(),
@@ -288,7 +290,7 @@ async fn a_citizen_logs_in_through_the_reference_federation_until_the_trust_anch
 
     // The trust anchor revokes the portal's entity statement: the provider, resolving the portal
     // again, finds no statement for it and refuses; the portal says so and logs no one in.
-    federation.command(&["revoke", &app.url]);
+    federation.command(&["revoke", &app.url]).await;
     let again = app
         .get("/auth/login?provider=riferimento&next=/area-personale")
         .await;
@@ -314,7 +316,7 @@ async fn a_citizen_logs_in_through_the_reference_federation_until_the_trust_anch
         StatusCode::SEE_OTHER
     );
     // The portal's own check sees it too: no chain up to the anchor any more, and a failing exit.
-    let out = check();
+    let out = check().await;
     let stdout = String::from_utf8_lossy(&out.stdout).to_string();
     assert!(!out.status.success(), "{stdout}");
     assert!(stdout.contains("PROBLEMA"), "{stdout}");
