@@ -351,6 +351,19 @@ fn main() {
         clean_pages: usize,
         seconds: f64,
     }
+    impl Tally {
+        fn add(&mut self, t: &Tally) {
+            self.fields += t.fields;
+            self.exact += t.exact;
+            self.pages += t.pages;
+            self.qr_readable += t.qr_readable;
+            self.recognised += t.recognised;
+            self.silent_wrong += t.silent_wrong;
+            self.false_differs += t.false_differs;
+            self.clean_pages += t.clean_pages;
+            self.seconds += t.seconds;
+        }
+    }
     let mut tallies: Vec<Tally> = KINDS.iter().map(|_| Tally::default()).collect();
     let mut notes: Vec<String> = Vec::new();
     runtime.block_on(async {
@@ -441,15 +454,7 @@ fn main() {
             t.pages,
             t.seconds / t.pages.max(1) as f64
         );
-        all.fields += t.fields;
-        all.exact += t.exact;
-        all.pages += t.pages;
-        all.qr_readable += t.qr_readable;
-        all.recognised += t.recognised;
-        all.silent_wrong += t.silent_wrong;
-        all.false_differs += t.false_differs;
-        all.clean_pages += t.clean_pages;
-        all.seconds += t.seconds;
+        all.add(t);
     }
     println!(
         "| **all** | {}/{} = **{:.1}%** (goal ≥ 98%) | {}/{} ({} QR readable; goal: all of them) | **{}** (goal 0) | {} = **{:.1}%** (goal ≤ 1%) | {}/{} | **{:.2}** (goal ≤ 1.5) |",

@@ -456,40 +456,69 @@ pub fn blank(even: &GrayImage) -> bool {
     if ww == 0 {
         return true;
     }
-    let dark = |i: usize| even.get_pixel((x0 + i % ww) as u32, (i / ww) as u32).0[0] < 170;
-    let mut seen = vec![false; ww * hh];
+    let dark = |x: usize, y: usize| even.get_pixel((x0 + x) as u32, y as u32).0[0] < 170;
+    !blobs(ww, hh, dark).into_iter().any(|b| {
+        let (bw, bh) = (b.right - b.left + 1, b.bottom - b.top + 1);
+        let border = bh * 10 >= hh * 8 || bw >= ww / 3;
+        b.n >= 15 && bh >= hh / 6 && bw >= 3 && !border
+    })
+}
+
+/// A blob of connected (4-neighbour) dark pixels: its pixel count, the sums of its coordinates,
+/// its bounding box.
+struct Blob {
+    n: usize,
+    sum_x: f64,
+    sum_y: f64,
+    left: usize,
+    top: usize,
+    right: usize,
+    bottom: usize,
+}
+
+/// The blobs of pixels for which `dark(x, y)` holds, in a `w` × `h` grid.
+fn blobs(w: usize, h: usize, dark: impl Fn(usize, usize) -> bool) -> Vec<Blob> {
+    let mut seen = vec![false; w * h];
     let mut stack = Vec::new();
-    for start in 0..ww * hh {
-        if seen[start] || !dark(start) {
+    let mut found = Vec::new();
+    for start in 0..w * h {
+        if seen[start] || !dark(start % w, start / w) {
             continue;
         }
         seen[start] = true;
         stack.push(start);
-        let (mut n, mut top, mut bottom, mut left, mut right) = (0usize, hh, 0, ww, 0);
+        let mut blob = Blob {
+            n: 0,
+            sum_x: 0.0,
+            sum_y: 0.0,
+            left: w,
+            top: h,
+            right: 0,
+            bottom: 0,
+        };
         while let Some(i) = stack.pop() {
-            let (x, y) = (i % ww, i / ww);
-            n += 1;
-            (top, bottom, left, right) = (top.min(y), bottom.max(y), left.min(x), right.max(x));
+            let (x, y) = (i % w, i / w);
+            blob.n += 1;
+            blob.sum_x += x as f64;
+            blob.sum_y += y as f64;
+            (blob.left, blob.top) = (blob.left.min(x), blob.top.min(y));
+            (blob.right, blob.bottom) = (blob.right.max(x), blob.bottom.max(y));
             let neighbours = [
                 (x > 0).then(|| i - 1),
-                (x + 1 < ww).then(|| i + 1),
-                (y > 0).then(|| i - ww),
-                (y + 1 < hh).then(|| i + ww),
+                (x + 1 < w).then(|| i + 1),
+                (y > 0).then(|| i - w),
+                (y + 1 < h).then(|| i + w),
             ];
             for j in neighbours.into_iter().flatten() {
-                if !seen[j] && dark(j) {
+                if !seen[j] && dark(j % w, j / w) {
                     seen[j] = true;
                     stack.push(j);
                 }
             }
         }
-        let (bw, bh) = (right - left + 1, bottom - top + 1);
-        let border = bh * 10 >= hh * 8 || bw >= ww / 3;
-        if n >= 15 && bh >= hh / 6 && bw >= 3 && !border {
-            return false;
-        }
+        found.push(blob);
     }
-    true
+    found
 }
 
 /// Otsu's threshold of the image's histogram: what separates ink from paper.
@@ -588,38 +617,13 @@ fn dark_centre(
     let side = area.sqrt();
     let dark = local_dark(image, (x0, y0, x1, y1), (3.0 * side).max(9.0) as u32);
     let dark = |x: usize, y: usize| dark[y * ww + x];
-    let mut seen = vec![false; ww * wh];
     let mut best: Option<(f32, (f32, f32))> = None;
-    let mut stack = Vec::new();
-    for start in 0..ww * wh {
-        if seen[start] || !dark(start % ww, start / ww) {
-            continue;
-        }
-        // One blob: its pixel count, the sums of its coordinates, its bounding box.
-        let (mut n, mut sx, mut sy) = (0f64, 0f64, 0f64);
-        let (mut bx0, mut by0, mut bx1, mut by1) = (usize::MAX, usize::MAX, 0, 0);
-        seen[start] = true;
-        stack.push(start);
-        while let Some(i) = stack.pop() {
-            let (x, y) = (i % ww, i / ww);
-            n += 1.0;
-            sx += x as f64;
-            sy += y as f64;
-            (bx0, by0, bx1, by1) = (bx0.min(x), by0.min(y), bx1.max(x), by1.max(y));
-            let neighbours = [
-                (x > 0).then(|| i - 1),
-                (x + 1 < ww).then(|| i + 1),
-                (y > 0).then(|| i - ww),
-                (y + 1 < wh).then(|| i + ww),
-            ];
-            for j in neighbours.into_iter().flatten() {
-                if !seen[j] && dark(j % ww, j / ww) {
-                    seen[j] = true;
-                    stack.push(j);
-                }
-            }
-        }
-        let (bw, bh) = ((bx1 - bx0 + 1) as f32, (by1 - by0 + 1) as f32);
+    for blob in blobs(ww, wh, dark) {
+        let n = blob.n as f64;
+        let (bw, bh) = (
+            (blob.right - blob.left + 1) as f32,
+            (blob.bottom - blob.top + 1) as f32,
+        );
         let fill = n as f32 / (bw * bh);
         let squareness = bw.min(bh) / bw.max(bh);
         let size = (n as f32 / area).min(area / n as f32);
@@ -628,8 +632,8 @@ fn dark_centre(
             continue;
         }
         let centre = (
-            x0 as f32 + (sx / n) as f32 + 0.5,
-            y0 as f32 + (sy / n) as f32 + 0.5,
+            x0 as f32 + (blob.sum_x / n) as f32 + 0.5,
+            y0 as f32 + (blob.sum_y / n) as f32 + 0.5,
         );
         // Of two such squares, the nearer to where the mark should be.
         let off = (centre.0 - around.0).hypot(centre.1 - around.1) / radius;

@@ -351,11 +351,7 @@ pub fn hints(forms: &PaperForms, answers: &crate::applications::form::Answers) -
             .fields
             .iter()
             .filter_map(|f| {
-                let value = match answers.get(f.from.as_deref()?)? {
-                    serde_json::Value::String(s) => s.clone(),
-                    serde_json::Value::Number(n) => n.to_string(),
-                    _ => return None,
-                };
+                let value = answer_text(answers, f.from.as_deref()?)?;
                 (!value.trim().is_empty()).then(|| (f.id.clone(), value))
             })
             .collect();
@@ -364,6 +360,15 @@ pub fn hints(forms: &PaperForms, answers: &crate::applications::form::Answers) -
         }
     }
     hints
+}
+
+/// The pratica's answer `from` as text (a string, or a number as written), if it has one.
+fn answer_text(answers: &crate::applications::form::Answers, from: &str) -> Option<String> {
+    match answers.get(from)? {
+        serde_json::Value::String(s) => Some(s.clone()),
+        serde_json::Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    }
 }
 
 /// The worker process (`sportello ocr-worker`): loads the engine and the standard forms once,
@@ -513,6 +518,7 @@ impl JobHandler for ReadDocuments {
                 return Ok(());
             };
             let now = ctx.clock.now_ms();
+            // What the pratica says: hints for the reading, the values to compare with.
             let answers = crate::applications::store::get(&ctx.db, &doc.application_id)
                 .await
                 .map_err(err)?
@@ -532,7 +538,7 @@ impl JobHandler for ReadDocuments {
                     .map_err(err)?;
                 }
                 Got::Form(reading) => {
-                    store_form(&ctx.db, &self.vault, &self.forms, &doc, &reading).await?;
+                    store_form(&ctx.db, &self.vault, &self.forms, &doc, &answers, &reading).await?;
                 }
                 Got::Unplaced(code) => {
                     let form = self.forms.for_code(&code).map(|f| f.code.clone());
@@ -655,25 +661,17 @@ async fn store_form(
     vault: &Vault,
     forms: &PaperForms,
     doc: &super::Found,
+    answers: &crate::applications::form::Answers,
     reading: &FormReading,
 ) -> Result<(), JobError> {
     let Some(form) = forms.for_code(&reading.code) else {
         return Ok(());
     };
     let reference = paper::parse_code(&reading.code).map(|(_, _, r)| r.to_string());
-    let app = crate::applications::store::get(db, &doc.application_id)
-        .await
-        .map_err(err)?;
-    let answer = |from: &str| -> Option<String> {
-        let value = app.as_ref()?.answers.get(from)?;
-        match value {
-            serde_json::Value::String(s) => Some(s.clone()),
-            serde_json::Value::Number(n) => Some(n.to_string()),
-            _ => None,
-        }
-    };
     let mut checked: Vec<CheckedField> = paper::check(form, &reading.fields, &|f| {
-        f.from.as_deref().and_then(answer)
+        f.from
+            .as_deref()
+            .and_then(|from| answer_text(answers, from))
     });
     // A form printed for another pratica is flagged on every field it would set.
     let other_pratica = reference.as_deref() != Some(doc.application_id.as_str());
