@@ -4,11 +4,13 @@
 //!     BENCH_DB=postgres cargo bench --bench booking        # PostgreSQL on 127.0.0.1:5432
 //!     cargo bench --bench booking -- --citizens 2000 --places 10
 //!
-//! Sportello runs in this process (release build) on a fresh database, with sessions seeded
-//! directly. Two phases, through real HTTP:
-//! 1. contention: every citizen asks for the same time, which has `--places` places, at the same
-//!    instant (`POST /appuntamenti/prenota/{sede}`): exactly `--places` must get it, every other
-//!    one a "posto non più disponibile" answer;
+//! `sportello serve` (this build) runs as a child process with its default configuration on a
+//! fresh database, with the calendars and sessions seeded directly before it starts. Two phases,
+//! through real HTTP:
+//! 1. contention, right after the start: every citizen asks for the same time, which has
+//!    `--places` places, at the same instant (`POST /appuntamenti/prenota/{sede}`; latency counted
+//!    from that instant): exactly `--places` must get it, every other one a "posto non più
+//!    disponibile" answer;
 //! 2. bookings: every citizen books a whole appointment (hold, details, applicant, confirmation:
 //!    four POSTs) at a random time of a calendar with 10 places per 10-minute slot for 30 days,
 //!    trying another time when the chosen one is full.
@@ -100,7 +102,8 @@ async fn main() {
     let citizens: usize = common::arg("--citizens", 1000);
     let places: i64 = common::arg("--places", 10);
     let dir = tempfile::tempdir().unwrap();
-    let (server, base, backend) = common::start(dir.path()).await;
+    let (url, backend) = common::fresh_database(dir.path()).await;
+    let (server, _) = common::start_on(dir.path(), &url, |c| c.jobs.run = false).await;
     let db = server.db.clone();
     let now = SystemClock.now_ms();
 
@@ -121,51 +124,50 @@ async fn main() {
         .pool_max_idle_per_host(citizens)
         .build()
         .unwrap();
-    let mut clients = Vec::with_capacity(citizens);
+    let mut sessions = Vec::with_capacity(citizens);
     for i in 0..citizens {
-        let s = common::citizen(&db, now, i).await;
-        clients.push(Client {
+        sessions.push(common::citizen(&db, now, i).await);
+    }
+    server.stop().await;
+    let db = portal::db::Db::connect(&url, 4).await.unwrap();
+    let served = common::serve(dir.path(), &url, &[]).await;
+    let base = served.base.clone();
+    let clients: Vec<Client> = sessions
+        .into_iter()
+        .map(|s| Client {
             http: http.clone(),
             base: base.clone(),
             cookie: format!("sportello_session={}", s.token),
             csrf: s.csrf,
-        });
-    }
+        })
+        .collect();
     let clients = Arc::new(clients);
     println!(
         "booking on {backend}: {citizens} citizens; {places} places on the contended time, {} times × 10 places on the other calendar",
         starts.len()
     );
 
-    // 1. Contention: everybody on the same time at once.
-    let gate = Arc::new(tokio::sync::Barrier::new(citizens + 1));
+    // 1. Contention: everybody on the same time at once, from the first second after the start.
     let slot = format!("{}@{first}", contended.id);
-    let mut tasks = Vec::new();
-    for i in 0..citizens {
-        let (clients, gate, slot) = (clients.clone(), gate.clone(), slot.clone());
-        tasks.push(tokio::spawn(async move {
-            gate.wait().await;
-            clients[i]
-                .post("/appuntamenti/prenota/vv-borgo", &[("orario", &slot)])
-                .await
-        }));
-    }
-    gate.wait().await;
-    let wall = Instant::now();
-    let mut answers = Vec::new();
-    for t in tasks {
-        answers.push(t.await.unwrap());
-    }
-    let wall = wall.elapsed();
-    let held = answers.iter().filter(|a| a.0 == 303).count();
-    let full = answers.iter().filter(|a| a.0 == 409).count();
+    let answers = {
+        let clients = clients.clone();
+        common::open_loop(citizens, None, move |i| {
+            let (clients, slot) = (clients.clone(), slot.clone());
+            async move {
+                let (status, _, _) = clients[i]
+                    .post("/appuntamenti/prenota/vv-borgo", &[("orario", &slot)])
+                    .await;
+                (status == 303 || status == 409, status.to_string())
+            }
+        })
+        .await
+    };
+    let held = answers.iter().filter(|a| a.what == "303").count();
+    let full = answers.iter().filter(|a| a.what == "409").count();
     let other = answers.len() - held - full;
-    report(
-        "contention, all at once",
-        wall,
-        answers.iter().map(|a| a.2).collect(),
-        "answers",
-        answers.len(),
+    println!(
+        "{}",
+        common::report("contention, all at once, cold", &answers)
     );
     println!("  {held} held, {full} told \"posto non più disponibile\", {other} other answers");
 
@@ -266,7 +268,7 @@ async fn main() {
         rows.len(),
         booked.len()
     );
-    server.stop().await;
+    served.stop();
     if overbooked > 0 || drift > 0 || held as i64 != places || stored != booked.len() {
         eprintln!("booking: the data check FAILED");
         std::process::exit(1);

@@ -1,19 +1,29 @@
-//! Click day: many citizens press "Conferma e invia" at the same moment.
+//! Click day: thousands of citizens press "Conferma e invia" within seconds, from the moment the
+//! portal has started.
 //!
-//!     cargo bench --bench click_day                          # SQLite, 2000 citizens
+//!     cargo bench --bench click_day                          # SQLite, 1000/s for 10 s
 //!     BENCH_DB=postgres cargo bench --bench click_day        # PostgreSQL on 127.0.0.1:5432
-//!     cargo bench --bench click_day -- --citizens 5000 --rate 1500
+//!     cargo bench --bench click_day -- --rate 1500 --seconds 10 [--busy-core]
 //!
-//! Sportello runs in this process (release build) on a fresh database. Each citizen gets a session
-//! and a complete draft of the SAD request (seeded directly: logging thousands of people in through
-//! the identity provider is not what is measured). Then every citizen sends `POST /domande/{id}/invia`
-//! at once, through real HTTP: session, CSRF, ownership, validation of every answer, the numbering
-//! transaction with its history and outbox rows. Then a replay of every request (a double click),
-//! which must create nothing; then every citizen sends a second application, this time arriving at a
-//! steady `--rate` per second (default 1000), which is how latency under a given load is read. Each
-//! phase reports submissions per second, p50/p99 latency and errors; at the end the database is
-//! checked: every submission that got its receipt is stored exactly once, numbers distinct and
-//! gapless per ente, one outbox event each.
+//! `sportello serve` (this build) runs as a child process with its default configuration (job
+//! workers on) on a fresh database, its e-mail going to a local SMTP server in this process. The
+//! citizens (a session, an e-mail address and two complete drafts of the SAD request each) are
+//! seeded directly before it starts: logging thousands of people in is not what is measured. The
+//! load generator is open-loop: request i is due at t0 + i/rate and its latency is counted from
+//! that due time, so a stalled server is not hidden. Phases:
+//!
+//! 1. **cold**: right after `/readyz` answers, every citizen sends `POST /domande/{id}/invia`, paced
+//!    at `--rate` for `--seconds` (session, CSRF and origin, ownership, validation of every answer,
+//!    the numbering transaction with its history, snapshot, outbox and receipt job);
+//! 2. **receipts**: how long after the last answer every receipt e-mail (with its PDF) reached the
+//!    SMTP server;
+//! 3. **replay**: every request again, paced the same (a double click): it must create nothing;
+//! 4. **burst**: `--burst` citizens send their second draft at the same instant;
+//! 5. **raw database**: the same writes (the submission transaction, one draft each) from ten
+//!    clients in this process straight to the database, for the rate the portal is compared with.
+//!
+//! Then the database is checked: every request answered with its receipt stored once, numbers
+//! distinct and gapless per ente, one outbox event and one e-mail each; it exits non-zero if not.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -22,175 +32,191 @@ mod common;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::percentile;
+use common::{open_loop, report, BusyCore, Outcome, SmtpSink};
 use portal::applications::store;
 use portal::clock::{Clock, SystemClock};
 
-/// Receipt e-mails (alerts with the PDF) not yet sent by the job workers.
-async fn receipts_waiting(db: &portal::db::Db) -> i64 {
-    sqlx::query_scalar(
-        "SELECT COUNT(*) FROM jobs WHERE idempotency_key LIKE 'alert:ricevuta:%' AND status <> 'done'",
-    )
-    .fetch_one(&db.pool)
-    .await
-    .unwrap()
+struct Citizen {
+    session: common::Session,
+    /// One draft for the paced phase, one for the burst.
+    drafts: [String; 2],
 }
 
-struct Citizen {
-    token: String,
-    csrf: String,
-    /// One draft for the burst, one for the paced phase.
-    drafts: [String; 2],
+async fn seed(db: &portal::db::Db, from: usize, to: usize) -> Vec<Citizen> {
+    let now = SystemClock.now_ms();
+    let mut people = Vec::with_capacity(to - from);
+    for i in from..to {
+        let session =
+            common::citizen_with_email(db, now, i, &format!("cittadino{i}@esempio.it")).await;
+        let drafts = [
+            common::sad_draft(db, now, &session.cf, i).await,
+            common::sad_draft(db, now, &session.cf, i).await,
+        ];
+        people.push(Citizen { session, drafts });
+    }
+    people
 }
 
 #[tokio::main]
 async fn main() {
-    let citizens: usize = common::arg("--citizens", 2000);
     let rate: f64 = common::arg("--rate", 1000.0);
+    let seconds: f64 = common::arg("--seconds", 10.0);
+    let burst: usize = common::arg("--burst", 1000);
+    let citizens = (rate * seconds).round() as usize;
+    let burst = burst.min(citizens);
     let dir = tempfile::tempdir().unwrap();
-    let (server, base, backend) = common::start(dir.path()).await;
-    let db = server.db.clone();
-
-    // Seeding: a session and a complete draft per citizen.
-    let seed = Instant::now();
-    let now = SystemClock.now_ms();
-    let mut people = Vec::with_capacity(citizens);
-    for i in 0..citizens {
-        let session = common::citizen(&db, now, i).await;
-        let mut drafts = Vec::new();
-        for _ in 0..2 {
-            drafts.push(
-                store::create_draft(
-                    &db,
-                    now,
-                    &store::NewDraft {
-                        ente_code: if i % 2 == 0 {
-                            "valleverde"
-                        } else {
-                            "montebello"
-                        },
-                        service_code: "sad",
-                        form_version: 1,
-                        applicant_cf: &session.cf,
-                        answers: &common::sad_answers(&session.cf),
-                    },
-                )
-                .await
-                .unwrap(),
-            );
-        }
-        people.push(Citizen {
-            token: session.token,
-            csrf: session.csrf,
-            drafts: [drafts[0].clone(), drafts[1].clone()],
-        });
+    if std::env::var_os("BENCH_KEEP").is_some() {
+        println!(
+            "keeping {} (the portal's log is serve-1.log)",
+            dir.path().display()
+        );
     }
+    let (url, backend) = common::fresh_database(dir.path()).await;
+
+    // The schema and the demo's enti, by the portal itself; then the citizens, straight into it.
+    let (server, _) = common::start_on(dir.path(), &url, |c| c.jobs.run = false).await;
+    let db = server.db.clone();
+    let seeding = Instant::now();
+    let chunks = 8;
+    let mut tasks = Vec::new();
+    for k in 0..chunks {
+        let db = db.clone();
+        let (from, to) = (k * citizens / chunks, (k + 1) * citizens / chunks);
+        tasks.push(tokio::spawn(async move { seed(&db, from, to).await }));
+    }
+    let mut people = Vec::with_capacity(citizens);
+    for t in tasks {
+        people.extend(t.await.unwrap());
+    }
+    server.stop().await;
+    let db = portal::db::Db::connect(&url, 10).await.unwrap();
     println!(
         "click day on {backend}: {citizens} citizens seeded in {:.1} s",
-        seed.elapsed().as_secs_f64()
+        seeding.elapsed().as_secs_f64()
     );
 
+    let (smtp, smtp_url) = SmtpSink::start().await;
+    let busy = std::env::args()
+        .any(|a| a == "--busy-core")
+        .then(BusyCore::start);
+    let served = common::serve(
+        dir.path(),
+        &url,
+        &[("SPORTELLO_EMAIL__SMTP_URL", smtp_url.clone())],
+    )
+    .await;
+    println!(
+        "sportello serve: ready {:.2} s after it was started{}",
+        served.started_in.as_secs_f64(),
+        if busy.is_some() {
+            "; another process keeps one core busy"
+        } else {
+            ""
+        }
+    );
+    let base = served.base.clone();
     let client = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
-        .pool_max_idle_per_host(citizens)
+        .pool_max_idle_per_host(usize::MAX)
         .build()
         .unwrap();
     let people = Arc::new(people);
-    let send_all = |label: String, which: usize, rate: Option<f64>| {
-        let client = client.clone();
-        let people = people.clone();
-        let base = base.clone();
-        async move {
-            let gate = Arc::new(tokio::sync::Barrier::new(people.len() + 1));
-            let mut tasks = Vec::with_capacity(people.len());
-            for i in 0..people.len() {
-                let (client, people, base, gate) =
-                    (client.clone(), people.clone(), base.clone(), gate.clone());
-                tasks.push(tokio::spawn(async move {
-                    let c = &people[i];
-                    gate.wait().await;
-                    if let Some(rate) = rate {
-                        tokio::time::sleep(Duration::from_secs_f64(i as f64 / rate)).await;
-                    }
-                    let started = Instant::now();
-                    let response = client
-                        .post(format!("{base}/domande/{}/invia", c.drafts[which]))
-                        .header("Cookie", format!("sportello_session={}", c.token))
-                        .header("Origin", base.as_str())
-                        .form(&[
-                            ("csrf_token", c.csrf.as_str()),
-                            ("dichiarazione_veridicita", "si"),
-                            ("dichiarazione_quota", "si"),
-                        ])
-                        .send()
-                        .await;
-                    let elapsed = started.elapsed();
-                    let ok = match &response {
-                        Ok(r) => {
-                            r.status() == reqwest::StatusCode::SEE_OTHER
-                                && r.headers()
-                                    .get("location")
-                                    .and_then(|l| l.to_str().ok())
-                                    .is_some_and(|l| l.ends_with("?inviata=1"))
-                        }
-                        Err(_) => false,
-                    };
-                    let what = match response {
-                        Ok(r) => r.status().to_string(),
-                        Err(e) => format!("{e}"),
-                    };
-                    (i, ok, elapsed, what)
-                }));
+    let run = |which: usize, n: usize, rate: Option<f64>| {
+        let (client, base, people) = (client.clone(), base.clone(), people.clone());
+        open_loop(n, rate, move |i| {
+            let (client, base, people) = (client.clone(), base.clone(), people.clone());
+            async move {
+                let c = &people[i];
+                match common::send_draft(&client, &base, &c.session, &c.drafts[which]).await {
+                    Ok(r) => (common::is_receipt(&r), r.status().to_string()),
+                    Err(e) => (false, e.to_string()),
+                }
             }
-            gate.wait().await;
-            let wall = Instant::now();
-            let mut results = Vec::with_capacity(tasks.len());
-            for t in tasks {
-                results.push(t.await.unwrap());
-            }
-            let wall = wall.elapsed();
-            let mut latencies: Vec<Duration> = results.iter().map(|r| r.2).collect();
-            latencies.sort();
-            let ok = results.iter().filter(|r| r.1).count();
-            let mut errors: Vec<String> = results
-                .iter()
-                .filter(|r| !r.1)
-                .map(|r| r.3.clone())
-                .collect();
-            errors.sort();
-            errors.dedup();
-            println!(
-                "{label}: {} requests in {:.2} s = {:.0} submissions/s; p50 {:.0} ms, p99 {:.0} ms, max {:.0} ms; {} errors {:?}",
-                results.len(),
-                wall.as_secs_f64(),
-                results.len() as f64 / wall.as_secs_f64(),
-                percentile(&latencies, 0.50).as_secs_f64() * 1000.0,
-                percentile(&latencies, 0.99).as_secs_f64() * 1000.0,
-                percentile(&latencies, 1.0).as_secs_f64() * 1000.0,
-                results.len() - ok,
-                errors,
-            );
-            results
-                .into_iter()
-                .filter(|r| r.1)
-                .map(|r| r.0)
-                .collect::<Vec<_>>()
-        }
+        })
     };
 
-    let mut receipts: Vec<String> = send_all("burst, all at once".into(), 0, None)
-        .await
-        .into_iter()
-        .map(|i| people[i].drafts[0].clone())
-        .collect();
-    let replayed = send_all("replay of the burst".into(), 0, None).await;
-    let paced = send_all(format!("paced at {rate}/s"), 1, Some(rate)).await;
-    receipts.extend(paced.into_iter().map(|i| people[i].drafts[1].clone()));
+    // 1. Cold: from the first second after the start.
+    let cold = run(0, citizens, Some(rate)).await;
+    let peak_end = Instant::now();
+    println!(
+        "{}",
+        report(&format!("cold, paced at {rate}/s for {seconds} s"), &cold)
+    );
+    let answered: Vec<&Outcome> = cold.iter().filter(|o| o.ok).collect();
 
-    // Every receipt stored exactly once, numbers distinct and gapless per ente.
+    // 2. Receipts: each answered submission's e-mail reaches the SMTP server.
+    let expected = answered.len();
+    let waited = Instant::now();
+    while smtp.count() < expected && waited.elapsed() < Duration::from_secs(300) {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let last_mail = smtp
+        .received
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|r| r.1)
+        .max()
+        .unwrap_or(peak_end);
+    println!(
+        "receipts: {} of {expected} e-mailed; the last {:.1} s after the peak's last answer",
+        smtp.count(),
+        last_mail.saturating_duration_since(peak_end).as_secs_f64()
+    );
+
+    // 3. Replay: double clicks create nothing.
+    let replay = run(0, citizens, Some(rate)).await;
+    println!("{}", report(&format!("replay, paced at {rate}/s"), &replay));
+
+    // 4. Burst: many at the same instant.
+    let burst_run = run(1, burst, None).await;
+    println!(
+        "{}",
+        report(&format!("burst of {burst} at once"), &burst_run)
+    );
+    drop(busy);
+
+    // 5. The raw database: the same submission transaction, ten clients, one draft each.
+    let rest: Vec<usize> = (burst..citizens).take(3000).collect();
+    let raw_started = Instant::now();
+    let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let mut clients = Vec::new();
+    for _ in 0..10 {
+        let (db, people, rest, next) = (db.clone(), people.clone(), rest.clone(), next.clone());
+        clients.push(tokio::spawn(async move {
+            loop {
+                let k = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let Some(&i) = rest.get(k) else { break };
+                let c = &people[i];
+                let sending = store::Sending {
+                    now_ms: SystemClock.now_ms(),
+                    id: c.drafts[1].clone(),
+                    submission: submission(&c.session.cf, i),
+                };
+                store::submit_all(&db, &[sending]).await.unwrap();
+            }
+        }));
+    }
+    for c in clients {
+        c.await.unwrap();
+    }
+    let raw_rate = rest.len() as f64 / raw_started.elapsed().as_secs_f64();
+    let cold_rate = common::answered_rate(&cold);
+    let burst_rate = common::answered_rate(&burst_run);
+    println!(
+        "raw database: {} submission transactions (one draft each, ten clients) in {:.2} s = {raw_rate:.0}/s; the portal paced {cold_rate:.0}/s ({:.2} of it), in a burst {burst_rate:.0}/s ({:.2} of it)",
+        rest.len(),
+        raw_started.elapsed().as_secs_f64(),
+        cold_rate / raw_rate,
+        burst_rate / raw_rate,
+    );
+
+    // The data check.
+    let mut receipts: Vec<(usize, usize)> = answered.iter().map(|o| (o.i, 0)).collect();
+    receipts.extend(burst_run.iter().filter(|o| o.ok).map(|o| (o.i, 1)));
     let mut lost = 0;
-    for id in &receipts {
-        let app = store::get(&db, id).await.unwrap();
+    for (i, which) in &receipts {
+        let app = store::get(&db, &people[*i].drafts[*which]).await.unwrap();
         if app.and_then(|a| a.numero).is_none() {
             lost += 1;
         }
@@ -209,35 +235,72 @@ async fn main() {
             .fetch_one(&db.pool)
             .await
             .unwrap();
-    // The receipts' alerts (PDF by e-mail) are sent by the job workers meanwhile: how far behind.
-    let alerts_waiting = receipts_waiting(&db).await;
-    println!(
-        "check: {} receipts, {stored} stored, {events} events, {lost} lost, numbers distinct and gapless per ente: {gapless}; replay answered {} times with the same receipt; {alerts_waiting} receipt e-mails still to send",
-        receipts.len(),
-        replayed.len()
-    );
-    // `--drain`: wait for the job workers to send every receipt e-mail, and say how fast they did.
-    if std::env::args().any(|a| a == "--drain") {
-        let started = Instant::now();
-        let mut left = alerts_waiting;
-        while left > 0 {
-            tokio::time::sleep(Duration::from_millis(500)).await;
-            left = receipts_waiting(&db).await;
-        }
-        let took = started.elapsed().as_secs_f64();
-        println!(
-            "drain: the last {alerts_waiting} receipt e-mails sent in {took:.1} s = {:.0} per second",
-            alerts_waiting as f64 / took
-        );
+    // Each receipt e-mailed once: wait for the burst's, then no citizen has more e-mails than
+    // submissions answered.
+    let waited = Instant::now();
+    while smtp.count() < receipts.len() && waited.elapsed() < Duration::from_secs(300) {
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    let mut per_recipient: std::collections::HashMap<String, usize> = Default::default();
+    for (to, _) in smtp.received.lock().unwrap().iter() {
+        *per_recipient.entry(to.clone()).or_default() += 1;
+    }
+    let mut sent_by: std::collections::HashMap<String, usize> = Default::default();
+    for (i, _) in &receipts {
+        *sent_by
+            .entry(format!("<cittadino{i}@esempio.it>"))
+            .or_default() += 1;
+    }
+    let doubled_mail = per_recipient
+        .iter()
+        .filter(|(to, n)| **n > sent_by.get(*to).copied().unwrap_or(0))
+        .count();
+    let replay_ok = replay.iter().filter(|o| o.ok).count();
+    let expected_stored = receipts.len() + rest.len();
+    println!(
+        "check: {} receipts, {stored} stored (with the raw database's {}), {events} events, {lost} lost, numbers distinct and gapless per ente: {gapless}; replay answered {replay_ok} of {} with the same receipt; {} e-mails, {doubled_mail} citizens e-mailed more than once for one pratica",
+        receipts.len(),
+        rest.len(),
+        replay.len(),
+        smtp.count(),
+    );
     let sound = lost == 0
-        && stored == receipts.len() as i64
+        && stored == expected_stored as i64
         && events == stored
         && gapless
-        && replayed.len() == citizens;
-    server.stop().await;
+        && replay_ok == answered.len()
+        && doubled_mail == 0
+        && smtp.count() == receipts.len();
+    served.stop();
+    if std::env::var_os("BENCH_KEEP").is_some() {
+        let _ = dir.keep();
+    }
     if !sound {
         eprintln!("click day: the data check FAILED");
         std::process::exit(1);
+    }
+}
+
+/// The submission the portal would build for the SAD draft of citizen `i`.
+fn submission(cf: &str, i: usize) -> store::Submission {
+    let answers = common::sad_answers(cf);
+    store::Submission {
+        ente_code: if i.is_multiple_of(2) {
+            "valleverde"
+        } else {
+            "montebello"
+        }
+        .into(),
+        service_code: "sad".into(),
+        applicant_cf: cf.to_string(),
+        applicant_name: "Maria Esposito".into(),
+        service_title: "Assistenza domiciliare (SAD)".into(),
+        form_version: 1,
+        term_days: 30,
+        answers,
+        summary: Vec::new(),
+        declarations: vec!["Dichiaro".into(), "Dichiaro la quota".into()],
+        slot_labels: Vec::new(),
+        delegate: None,
     }
 }

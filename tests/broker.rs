@@ -31,14 +31,14 @@ use crate::csi::event;
 use crate::support::{root, spawn_app_with, TestApp, TestDatabase};
 
 /// One broker test at a time: one of them stops the broker.
-static TURN: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+pub(crate) static TURN: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
-fn broker_url() -> String {
+pub(crate) fn broker_url() -> String {
     std::env::var("TEST_AMQP_URL")
         .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".into())
 }
 
-fn unique_prefix(name: &str) -> String {
+pub(crate) fn unique_prefix(name: &str) -> String {
     format!("test-{name}-{}", uuid_like())
 }
 
@@ -56,13 +56,13 @@ async fn connect() -> Connection {
 
 /// The CSI's side: a consumer of `<prefix>.csi` that keeps every delivery (duplicates included)
 /// and reconnects by itself when the broker goes away.
-struct CsiQueue {
+pub(crate) struct CsiQueue {
     received: Arc<Mutex<Vec<Value>>>,
     task: tokio::task::JoinHandle<()>,
 }
 
 impl CsiQueue {
-    async fn start(prefix: &str) -> CsiQueue {
+    pub(crate) async fn start(prefix: &str) -> CsiQueue {
         let names = Names::new(prefix);
         // The objects exist before anything is published (the portal declares the same).
         let connection = connect().await;
@@ -111,7 +111,7 @@ impl CsiQueue {
         self.received.lock().unwrap().clone()
     }
 
-    fn distinct(&self) -> HashSet<String> {
+    pub(crate) fn distinct(&self) -> HashSet<String> {
         self.all()
             .iter()
             .filter_map(|e| e["id"].as_str().map(str::to_string))
@@ -140,7 +140,7 @@ impl Drop for CsiQueue {
 }
 
 /// Removes a test's queues and exchanges.
-async fn remove(prefix: &str) {
+pub(crate) async fn remove(prefix: &str) {
     let names = Names::new(prefix);
     let connection = connect().await;
     let channel = connection.create_channel().await.expect("channel");

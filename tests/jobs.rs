@@ -59,6 +59,7 @@ fn worker(ctx: JobContext, handlers: Handlers, grace_seconds: u64) -> Worker {
         },
         metrics: Arc::new(Metrics::new()),
         poll_interval: Duration::from_millis(10),
+        peak: portal::jobs::Peak::default(),
     }
 }
 
@@ -406,6 +407,7 @@ async fn a_full_documents_lane_never_delays_an_alert_and_a_stuck_job_meets_its_t
         config,
         metrics: metrics.clone(),
         poll_interval: Duration::from_millis(10),
+        peak: portal::jobs::Peak::default(),
     }
     .spawn();
     let now = clock.now_ms();
@@ -498,6 +500,7 @@ async fn a_job_longer_than_its_lease_keeps_it_and_runs_once() {
         config,
         metrics: Arc::new(Metrics::new()),
         poll_interval: Duration::from_millis(10),
+        peak: portal::jobs::Peak::default(),
     }
     .spawn();
     let now = ctx.clock.now_ms();

@@ -26,6 +26,7 @@ mod jobs;
 mod login;
 mod pages;
 mod profile;
+mod scaleout;
 mod security;
 mod site;
 mod staff;

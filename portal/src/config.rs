@@ -216,6 +216,12 @@ pub struct JobsConfig {
     pub shutdown_grace_seconds: u64,
     /// Each lane's runners and time limit: a full lane never delays another.
     pub lanes: LanesConfig,
+    /// A peak: more "Conferma e invia" than this per second in this process. Meanwhile the
+    /// lanes that yield to it (the alerts: receipts are on the confirmation page at once) wait,
+    /// leaving the cores to the citizens' requests.
+    pub peak_submissions_per_second: u64,
+    /// The longest a yielding lane waits for a peak to end before it runs anyway.
+    pub peak_max_wait_seconds: u64,
 }
 
 /// The job lanes: each kind of job belongs to one (see `jobs::Lane`).
@@ -237,22 +243,30 @@ pub struct LaneConfig {
     pub workers: usize,
     /// Seconds one job may run; past it the attempt fails (and is retried with backoff).
     pub timeout_seconds: u64,
+    /// Waits while this process has a peak of submissions (`jobs.peak_submissions_per_second`).
+    #[serde(default)]
+    pub yields_to_peak: bool,
 }
 
 impl Default for LanesConfig {
     fn default() -> Self {
         LanesConfig {
             alerts: LaneConfig {
-                workers: 2,
+                // Mostly waiting on the SMTP server (lettre 0.11.23 sends without TCP_NODELAY:
+                // 40 ms a message per connection), so many at once.
+                workers: 16,
                 timeout_seconds: 120,
+                yields_to_peak: true,
             },
             documents: LaneConfig {
                 workers: 2,
                 timeout_seconds: 900,
+                yields_to_peak: false,
             },
             housekeeping: LaneConfig {
                 workers: 1,
                 timeout_seconds: 300,
+                yields_to_peak: false,
             },
         }
     }
@@ -565,6 +579,8 @@ impl Default for JobsConfig {
             lease_seconds: 60,
             shutdown_grace_seconds: 20,
             lanes: LanesConfig::default(),
+            peak_submissions_per_second: 50,
+            peak_max_wait_seconds: 120,
         }
     }
 }

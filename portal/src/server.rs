@@ -64,6 +64,8 @@ pub struct AppState {
     pub ocr: Arc<crate::documents::ocr::OcrPool>,
     /// Where "Conferma e invia" sends drafts, committed together when they come together.
     pub desk: crate::applications::desk::Desk,
+    /// The appointments' availability shown recently (dropped when places change).
+    pub availability: crate::appointments::store::AvailabilityCache,
 }
 
 impl AppState {
@@ -264,11 +266,12 @@ pub struct Server {
     handle: ServerHandle,
     server: tokio::task::JoinHandle<std::io::Result<()>>,
     workers: WorkerHandle,
-    /// The RabbitMQ relay and consumer, when `broker.url` is set, and the switch that stops them.
-    broker: Option<(
-        tokio::sync::watch::Sender<bool>,
-        tokio::task::JoinHandle<()>,
-    )>,
+    /// The RabbitMQ relay and consumer, when `broker.url` is set.
+    broker: Option<tokio::task::JoinHandle<()>>,
+    /// Stops the relay and the wake-ups' listener.
+    stop_background: tokio::sync::watch::Sender<bool>,
+    /// On PostgreSQL, the task listening for the wake-ups (`db::wake`).
+    wakeups: Option<tokio::task::JoinHandle<()>>,
     ocr: Arc<crate::documents::ocr::OcrPool>,
     desk_db: Db,
 }
@@ -353,7 +356,11 @@ impl Server {
         // The submission desk writes through a connection of its own: on a click day it would
         // otherwise wait for one behind every citizen's reads.
         let desk_db = Db::connect(&config.database_url(), 1).await?;
+        // Every connection open before `/readyz` can say ready.
+        db.warm().await?;
+        desk_db.warm().await?;
         let metrics = Arc::new(Metrics::new());
+        let peak = crate::jobs::Peak::default();
         let state = web::Data::new(AppState {
             vault,
             paper_forms: paper_forms.clone(),
@@ -361,10 +368,12 @@ impl Server {
             desk: crate::applications::desk::Desk::start(
                 desk_db.clone(),
                 metrics.submission_batch.clone(),
+                peak.clone(),
             ),
             inspections: Arc::new(tokio::sync::Semaphore::new(
                 config.documents.inspect_concurrency.max(1),
             )),
+            availability: Default::default(),
             public_url: public_url.clone(),
             db: db.clone(),
             clock: clock.clone(),
@@ -499,11 +508,16 @@ impl Server {
             config: config.jobs.clone(),
             metrics,
             poll_interval: Duration::from_millis(500),
+            peak,
         }
         .spawn();
 
         let (stop_broker, stopped) = tokio::sync::watch::channel(false);
-        let broker = crate::csi::broker::spawn(state.clone(), stopped).map(|h| (stop_broker, h));
+        let broker = crate::csi::broker::spawn(state.clone(), stopped.clone());
+        // On PostgreSQL, the relay and the job runners are woken by NOTIFY at commit, whichever
+        // process committed; the same switch stops the listener.
+        let wakeups = (db.backend == crate::db::Backend::Postgres)
+            .then(|| tokio::spawn(crate::db::wake::listen(config.database_url(), stopped)));
 
         tracing::info!(%addr, public_url = %public_url, mode = ?config.mode, backend = ?db.backend, broker = broker.is_some(), "Sportello is serving");
         Ok(Server {
@@ -514,6 +528,8 @@ impl Server {
             server,
             workers,
             broker,
+            stop_background: stop_broker,
+            wakeups,
             ocr,
             desk_db,
         })
@@ -528,9 +544,12 @@ impl Server {
     pub async fn stop(self) {
         self.handle.stop(true).await;
         let _ = self.server.await;
-        if let Some((stop, relay)) = self.broker {
-            let _ = stop.send(true);
+        let _ = self.stop_background.send(true);
+        if let Some(relay) = self.broker {
             let _ = relay.await;
+        }
+        if let Some(listener) = self.wakeups {
+            let _ = listener.await;
         }
         self.workers.shutdown().await;
         self.ocr.stop();

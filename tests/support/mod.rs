@@ -44,7 +44,12 @@ pub struct TestDatabase {
 
 impl TestDatabase {
     pub async fn create(dir: &Path) -> TestDatabase {
-        match backend() {
+        TestDatabase::create_on(dir, backend()).await
+    }
+
+    /// On `backend` whatever `TEST_DB` says (a test of what only PostgreSQL serves).
+    pub async fn create_on(dir: &Path, backend: Backend) -> TestDatabase {
+        match backend {
             Backend::Sqlite => TestDatabase {
                 url: format!("sqlite://{}?mode=rwc", dir.join("sportello.db").display()),
                 postgres_name: None,

@@ -42,9 +42,10 @@ pub enum DeskError {
 impl Desk {
     /// Starts the desk's task on the current runtime; it ends when every handle is dropped.
     /// `batch_sizes` observes how many drafts each transaction sent.
-    pub fn start(db: Db, batch_sizes: Histogram) -> Desk {
+    /// `peak` counts what is sent, for the job lanes that leave the cores to a peak.
+    pub fn start(db: Db, batch_sizes: Histogram, peak: crate::jobs::Peak) -> Desk {
         let (queue, waiting) = mpsc::channel(16 * BATCH);
-        tokio::spawn(run(db, waiting, batch_sizes));
+        tokio::spawn(run(db, waiting, batch_sizes, peak));
         Desk { queue }
     }
 
@@ -59,13 +60,29 @@ impl Desk {
     }
 }
 
-async fn run(db: Db, mut waiting: mpsc::Receiver<Request>, batch_sizes: Histogram) {
+async fn run(
+    db: Db,
+    mut waiting: mpsc::Receiver<Request>,
+    batch_sizes: Histogram,
+    peak: crate::jobs::Peak,
+) {
     let mut batch = Vec::with_capacity(BATCH);
     while waiting.recv_many(&mut batch, BATCH).await > 0 {
         batch_sizes.observe(batch.len() as f64);
+        peak.record(batch.len());
         let (sendings, answers): (Vec<Sending>, Vec<oneshot::Sender<Answer>>) =
             batch.drain(..).map(|r| (r.sending, r.answer)).unzip();
-        for (answer, sent) in answers.into_iter().zip(send_together(&db, &sendings).await) {
+        let sent = send_together(&db, &sendings).await;
+        if sent
+            .iter()
+            .any(|s| matches!(s, Ok(Some(Submitted::New(_)))))
+        {
+            // The outbox events and the receipts' jobs are committed: the relay and the job
+            // runners of this process may look now (on PostgreSQL every process also hears it).
+            crate::db::wake::Topic::Outbox.ring();
+            crate::db::wake::Topic::Jobs.ring();
+        }
+        for (answer, sent) in answers.into_iter().zip(sent) {
             let _ = answer.send(sent);
         }
     }

@@ -215,7 +215,10 @@ async fn when_page(
 ) -> Result<HttpResponse, AppError> {
     let now = state.clock.now_ms();
     let closed = store::closed_days(&state.db, page.office).await?;
-    let days = store::availability(&state.db, now, page.calendars, &closed).await?;
+    let days = state
+        .availability
+        .get(&state.db, now, page.calendars, &closed)
+        .await?;
     let chosen: Option<Date> = page
         .day
         .and_then(|d| Date::parse(d, &time::format_description::well_known::Iso8601::DATE).ok())

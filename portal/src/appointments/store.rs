@@ -10,6 +10,7 @@
 //! topic; a lapsed hold of a few minutes simply returns to the pool.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use serde::Serialize;
 use sqlx::{Any, Row, Transaction};
@@ -381,7 +382,9 @@ pub async fn save_calendar(db: &Db, now: i64, c: &Calendar) -> Result<(), sqlx::
     .bind(now)
     .execute(&mut *tx)
     .await?;
-    tx.commit().await
+    tx.commit().await?;
+    places_changed(db);
+    Ok(())
 }
 
 // ---- Availability ----
@@ -392,6 +395,67 @@ pub struct FreeSlot {
     pub calendar_id: String,
     pub starts_at: i64,
     pub free: i64,
+}
+
+/// What a change of places (or of a calendar) tells the availability kept in memory.
+fn places_changed(db: &Db) {
+    db.generations
+        .places
+        .fetch_add(1, std::sync::atomic::Ordering::Release);
+}
+
+/// The free times of each day, as [`availability`] gives them.
+pub type Days = Arc<Vec<(Date, Vec<FreeSlot>)>>;
+
+/// Availability shown recently, per set of calendars and minute: when a thousand citizens ask for
+/// the same time, those who lose it see the page again without a dozen queries each. A change of
+/// places made through this process's store drops it at once; one made by another process is seen
+/// within [`AvailabilityCache::FRESH`]. Only what is shown is kept: whether a place is taken is
+/// always decided by the database's transaction, so a page a moment old can never overbook.
+#[derive(Debug, Default)]
+pub struct AvailabilityCache {
+    kept: std::sync::Mutex<HashMap<String, (std::time::Instant, u64, Days)>>,
+}
+
+impl AvailabilityCache {
+    pub const FRESH: std::time::Duration = std::time::Duration::from_secs(1);
+
+    /// [`availability`], from memory when it is fresh.
+    pub async fn get(
+        &self,
+        db: &Db,
+        now: i64,
+        calendars: &[Calendar],
+        closed: &Closed,
+    ) -> Result<Days, sqlx::Error> {
+        let generation = db
+            .generations
+            .places
+            .load(std::sync::atomic::Ordering::Acquire);
+        let key = format!(
+            "{}|{:?}|{}",
+            calendars
+                .iter()
+                .map(|c| c.id.as_str())
+                .collect::<Vec<_>>()
+                .join(","),
+            closed,
+            now.div_euclid(60_000)
+        );
+        if let Ok(kept) = self.kept.lock() {
+            if let Some((at, g, days)) = kept.get(&key) {
+                if *g == generation && at.elapsed() < Self::FRESH {
+                    return Ok(days.clone());
+                }
+            }
+        }
+        let days = Arc::new(availability(db, now, calendars, closed).await?);
+        if let Ok(mut kept) = self.kept.lock() {
+            kept.retain(|_, (at, _, _)| at.elapsed() < Self::FRESH);
+            kept.insert(key, (std::time::Instant::now(), generation, days.clone()));
+        }
+        Ok(days)
+    }
 }
 
 /// The places free at each start of `calendar` between `from` and `to` (inclusive), counting a
@@ -655,6 +719,30 @@ async fn drop_own_holds(
     Ok(())
 }
 
+/// The slot has every place taken and none of its holds has lapsed: a citizen asking for it is
+/// told at once, with one read, instead of queueing a write transaction behind those who are
+/// taking its last places. (A place freed a moment later is found by the next request; whether a
+/// place is given is only ever decided inside [`take_place`]'s transaction.)
+async fn plainly_full(
+    db: &Db,
+    now: i64,
+    calendar_id: &str,
+    start: i64,
+) -> Result<bool, sqlx::Error> {
+    let full: Option<i64> = sqlx::query_scalar(
+        "SELECT CAST(CASE WHEN s.taken >= s.capacity AND NOT EXISTS (SELECT 1 FROM appointments a \
+           WHERE a.calendar_id = s.calendar_id AND a.starts_at = s.starts_at AND a.status = 'trattenuto' \
+             AND a.waiting_id IS NULL AND a.hold_until < $3) THEN 1 ELSE 0 END AS BIGINT) \
+         FROM slots s WHERE s.calendar_id = $1 AND s.starts_at = $2",
+    )
+    .bind(calendar_id)
+    .bind(start)
+    .bind(now)
+    .fetch_optional(&db.pool)
+    .await?;
+    Ok(full == Some(1))
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Hold {
     /// The id of the new appointment, held until the time given at the call.
@@ -673,6 +761,9 @@ pub async fn hold(
     cf: &str,
     hold_ms: i64,
 ) -> Result<Hold, sqlx::Error> {
+    if plainly_full(db, now, &calendar.id, start).await? {
+        return Ok(Hold::Full);
+    }
     let mut tx = db.pool.begin().await?;
     drop_own_holds(&mut tx, now, cf).await?;
     if !take_place(&mut tx, now, calendar, start).await? {
@@ -694,6 +785,7 @@ pub async fn hold(
     )
     .await?;
     tx.commit().await?;
+    places_changed(db);
     Ok(Hold::Held(id))
 }
 
@@ -842,6 +934,7 @@ pub async fn confirm(db: &Db, now: i64, id: &str, cf: &str) -> Result<Confirm, s
     );
     crate::alerts::schedule(&mut tx, now, now, &alert).await?;
     tx.commit().await?;
+    places_changed(db);
     Ok(Confirm::Booked)
 }
 
@@ -886,7 +979,9 @@ pub async fn release(
             }
         }
     }
-    tx.commit().await
+    tx.commit().await?;
+    places_changed(db);
+    Ok(())
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -984,6 +1079,7 @@ pub async fn cancel(
     )
     .await?;
     tx.commit().await?;
+    places_changed(db);
     Ok(Change::Done(id.to_string()))
 }
 
@@ -1073,6 +1169,7 @@ pub async fn reschedule(
     );
     crate::alerts::schedule(&mut tx, now, now, &alert).await?;
     tx.commit().await?;
+    places_changed(db);
     Ok(Change::Done(new.id))
 }
 
@@ -1123,6 +1220,7 @@ pub async fn expire_holds(db: &Db, now: i64, offer_ms: i64) -> Result<usize, sql
             handled += 1;
         }
         tx.commit().await?;
+        places_changed(db);
     }
     Ok(handled)
 }
@@ -1288,6 +1386,7 @@ pub async fn mark(
     )
     .await?;
     tx.commit().await?;
+    places_changed(db);
     Ok(true)
 }
 
@@ -1373,5 +1472,6 @@ pub async fn record_scheda(
     )
     .await?;
     tx.commit().await?;
+    places_changed(db);
     Ok(true)
 }

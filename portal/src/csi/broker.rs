@@ -301,6 +301,20 @@ async fn relay_batch(
     Ok(confirmed.len())
 }
 
+/// While this process holds the relay's lease, relays batch after batch until the backlog is through.
+async fn relay_all(
+    state: &AppState,
+    db: &Db,
+    holder: &str,
+    publisher: &Channel,
+    names: &Names,
+) -> BrokerResult<()> {
+    if hold_lease(db, holder).await? {
+        while relay_batch(state, db, publisher, names).await? == BATCH as usize {}
+    }
+    Ok(())
+}
+
 async fn pending(db: &Db) -> BrokerResult<i64> {
     sqlx::query_scalar("SELECT COUNT(*) FROM outbox WHERE status = 'pending'")
         .fetch_one(&db.pool)
@@ -447,7 +461,12 @@ async fn session(
     state.metrics.broker.connected.set(1);
     *backoff = FIRST_BACKOFF;
     tracing::info!("connected to the broker");
-    let mut tick = tokio::time::interval(Duration::from_millis(200));
+    // Woken when events are committed (`db::wake`); the tick is what is left if a wake-up is lost.
+    let mut wake = crate::db::wake::Topic::Outbox.subscribe();
+    let mut tick = tokio::time::interval(Duration::from_millis(match db.backend {
+        crate::db::Backend::Postgres => 1000,
+        crate::db::Backend::Sqlite => 200,
+    }));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
@@ -460,11 +479,13 @@ async fn session(
                 Some(Err(e)) => return Err(format!("consumer: {e}")),
                 None => return Err("the broker cancelled the consumer".into()),
             },
+            _ = wake.changed() => {
+                wake.borrow_and_update();
+                relay_all(state, db, holder, &publisher, names).await?;
+            }
             _ = tick.tick() => {
-                if hold_lease(db, holder).await? {
-                    // Until the backlog is through, batch after batch.
-                    while relay_batch(state, db, &publisher, names).await? == BATCH as usize {}
-                }
+                wake.borrow_and_update();
+                relay_all(state, db, holder, &publisher, names).await?;
                 state.metrics.broker.pending.set(pending(db).await?);
             }
         }

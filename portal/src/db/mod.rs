@@ -15,6 +15,8 @@ use sqlx::{AnyPool, Executor};
 
 pub use crate::config::Backend;
 
+pub mod wake;
+
 static MIGRATIONS: Dir<'static> = include_dir!("$CARGO_MANIFEST_DIR/../migrations");
 
 #[derive(Debug, thiserror::Error)]
@@ -31,6 +33,17 @@ pub enum DbError {
 pub struct Db {
     pub pool: AnyPool,
     pub backend: Backend,
+    /// Bumped by the store's writes of this process, for what is kept in memory from its reads.
+    pub generations: std::sync::Arc<Generations>,
+}
+
+/// Counters the store's writes bump, so that what a reader keeps in memory (the appointments'
+/// availability) is dropped as soon as this process changed it; another process's writes are
+/// seen when the kept copy ages out.
+#[derive(Debug, Default)]
+pub struct Generations {
+    /// Places of appointment slots taken or freed.
+    pub places: std::sync::atomic::AtomicU64,
 }
 
 impl Db {
@@ -51,6 +64,8 @@ impl Db {
         let pool = AnyPoolOptions::new()
             .max_connections(if backend == Backend::Sqlite { max_connections.min(8) } else { max_connections })
             .acquire_timeout(Duration::from_secs(5))
+            // Kept open once `warm` has opened them; PostgreSQL's are recycled every half hour.
+            .min_connections(if backend == Backend::Sqlite { max_connections.min(8) } else { max_connections })
             .after_connect(move |conn: &mut AnyConnection, _meta| {
                 Box::pin(async move {
                     if backend == Backend::Sqlite {
@@ -62,7 +77,24 @@ impl Db {
             })
             .connect(url)
             .await?;
-        Ok(Db { pool, backend })
+        Ok(Db {
+            pool,
+            backend,
+            generations: Default::default(),
+        })
+    }
+
+    /// Opens every connection of the pool now (and keeps them open), so that the first requests
+    /// after a start do not each wait for a connection to be made: on PostgreSQL a new connection
+    /// is a new server process, and a click day's first second would otherwise make them all at once.
+    pub async fn warm(&self) -> Result<(), DbError> {
+        let mut held = Vec::new();
+        for _ in 0..self.pool.options().get_max_connections() {
+            let mut conn = self.pool.acquire().await?;
+            conn.execute("SELECT 1").await?;
+            held.push(conn);
+        }
+        Ok(())
     }
 
     pub async fn migrate(&self) -> Result<(), DbError> {

@@ -96,6 +96,53 @@ pub trait JobHandler: Send + Sync {
 
 pub type Handlers = HashMap<&'static str, Arc<dyn JobHandler>>;
 
+/// How many submissions this process sent in the last second: the submission desk records each
+/// batch; the runners of lanes that yield to a peak read it.
+#[derive(Debug, Clone)]
+pub struct Peak {
+    started: std::time::Instant,
+    /// (the current second since `started`, sent in it, sent in the one before)
+    window: Arc<std::sync::Mutex<(u64, u64, u64)>>,
+}
+
+impl Default for Peak {
+    fn default() -> Self {
+        Peak {
+            started: std::time::Instant::now(),
+            window: Arc::default(),
+        }
+    }
+}
+
+impl Peak {
+    fn roll(&self, window: &mut (u64, u64, u64)) {
+        let second = self.started.elapsed().as_secs();
+        if second != window.0 {
+            window.2 = if second == window.0 + 1 { window.1 } else { 0 };
+            window.1 = 0;
+            window.0 = second;
+        }
+    }
+
+    pub fn record(&self, sent: usize) {
+        if let Ok(mut w) = self.window.lock() {
+            self.roll(&mut w);
+            w.1 += sent as u64;
+        }
+    }
+
+    /// Submissions per second now: the last whole second's, or this one's so far if more.
+    pub fn rate(&self) -> u64 {
+        self.window
+            .lock()
+            .map(|mut w| {
+                self.roll(&mut w);
+                w.1.max(w.2)
+            })
+            .unwrap_or(0)
+    }
+}
+
 /// A job to schedule.
 #[derive(Debug, Clone)]
 pub struct NewJob {
@@ -312,6 +359,8 @@ pub struct Worker {
     pub metrics: Arc<Metrics>,
     /// How often an idle runner looks for due jobs.
     pub poll_interval: Duration,
+    /// This process's submissions, which lanes that yield to a peak watch.
+    pub peak: Peak,
 }
 
 /// Stops the runners: see [`WorkerHandle::shutdown`].
@@ -363,6 +412,14 @@ impl Worker {
                     timeout: Duration::from_secs(config.timeout_seconds.max(1)),
                     grace: Duration::from_secs(self.config.shutdown_grace_seconds),
                     poll: self.poll_interval,
+                    peak: config.yields_to_peak.then(|| {
+                        (
+                            self.peak.clone(),
+                            self.config.peak_submissions_per_second,
+                            Duration::from_secs(self.config.peak_max_wait_seconds),
+                        )
+                    }),
+                    wake: crate::db::wake::Topic::Jobs.subscribe(),
                     metrics: self.metrics.clone(),
                     stopped: stopped.clone(),
                 };
@@ -431,6 +488,10 @@ struct Runner {
     timeout: Duration,
     grace: Duration,
     poll: Duration,
+    /// For a lane that yields to a peak: the meter, the rate that is a peak, the longest wait.
+    peak: Option<(Peak, u64, Duration)>,
+    /// Rung when jobs are scheduled (`db::wake`): an idle runner looks at once.
+    wake: watch::Receiver<u64>,
     metrics: Arc<Metrics>,
     stopped: watch::Receiver<bool>,
 }
@@ -446,14 +507,34 @@ enum Ended {
 
 impl Runner {
     async fn run(mut self) {
+        let mut yielding_since: Option<tokio::time::Instant> = None;
         loop {
             if *self.stopped.borrow() {
                 return;
             }
+            if let Some((peak, above, longest)) = &self.peak {
+                if peak.rate() > *above {
+                    let since = *yielding_since.get_or_insert_with(tokio::time::Instant::now);
+                    if since.elapsed() < *longest {
+                        self.idle(Duration::from_millis(250)).await;
+                        continue;
+                    }
+                } else {
+                    yielding_since = None;
+                }
+            }
             let now = self.ctx.clock.now_ms();
+            // What is rung from now on is looked at after this claim.
+            self.wake.borrow_and_update();
             match claim(&self.ctx.db, &self.name, &self.kinds, now, self.lease_ms).await {
                 Ok(Some(job)) => self.run_job(job).await,
-                Ok(None) => self.idle(self.poll).await,
+                Ok(None) => {
+                    tokio::select! {
+                        _ = tokio::time::sleep(self.poll) => {}
+                        _ = self.wake.changed() => {}
+                        _ = self.stopped.changed() => {}
+                    }
+                }
                 Err(e) => {
                     tracing::warn!(error = %e, "claiming a job failed");
                     self.idle(self.poll * 4).await;
@@ -486,7 +567,10 @@ impl Runner {
     async fn run_job(&mut self, job: Job) {
         let span =
             tracing::info_span!("job", id = job.id, kind = %job.kind, attempt = job.attempts);
-        let _guard = span.enter();
+        tracing::Instrument::instrument(self.attempt(job), span).await
+    }
+
+    async fn attempt(&mut self, job: Job) {
         let running = LaneMetrics::lane(&self.metrics.lanes.running, self.lane.name());
         running.inc();
         let ended = match self.handlers.get(job.kind.as_str()).cloned() {
@@ -572,7 +656,25 @@ impl Runner {
 
 #[cfg(test)]
 mod tests {
-    use super::backoff_ms;
+    use super::{backoff_ms, Peak};
+
+    #[test]
+    fn a_peak_is_what_was_sent_in_the_last_second() {
+        let peak = Peak::default();
+        assert_eq!(peak.rate(), 0);
+        peak.record(30);
+        peak.record(40);
+        assert_eq!(peak.rate(), 70, "this second so far");
+        let mut w = peak.window.lock().unwrap();
+        // A second later the last second's count is what is read; two seconds later nothing.
+        w.0 = w.0.saturating_sub(1);
+        drop(w);
+        assert_eq!(peak.rate(), 70, "the last second's");
+        let mut w = peak.window.lock().unwrap();
+        *w = (peak.started.elapsed().as_secs().saturating_sub(5), 500, 500);
+        drop(w);
+        assert_eq!(peak.rate(), 0, "a peak long over");
+    }
 
     #[test]
     fn backoff_doubles_and_is_capped() {
