@@ -79,8 +79,8 @@ async fn run(
         {
             // The outbox events and the receipts' jobs are committed: the relay and the job
             // runners of this process may look now (on PostgreSQL every process also hears it).
-            crate::db::wake::Topic::Outbox.ring();
-            crate::db::wake::Topic::Jobs.ring();
+            crate::db::wake::ring_outbox();
+            crate::db::wake::ring_jobs(Some(crate::alerts::DELIVER_JOB));
         }
         for (answer, sent) in answers.into_iter().zip(sent) {
             let _ = answer.send(sent);

@@ -462,7 +462,7 @@ async fn session(
     *backoff = FIRST_BACKOFF;
     tracing::info!("connected to the broker");
     // Woken when events are committed (`db::wake`); the tick is what is left if a wake-up is lost.
-    let mut wake = crate::db::wake::Topic::Outbox.subscribe();
+    let mut wake = crate::db::wake::outbox();
     let mut tick = tokio::time::interval(Duration::from_millis(match db.backend {
         crate::db::Backend::Postgres => 1000,
         crate::db::Backend::Sqlite => 200,

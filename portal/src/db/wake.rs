@@ -4,85 +4,84 @@
 //! serves one process, the submission desk rings after its commit. A hint may be lost or spurious:
 //! the relay and the runners still poll, only less often, so nothing depends on it.
 
-use std::sync::LazyLock;
+use std::collections::HashMap;
+use std::sync::{LazyLock, Mutex};
 use std::time::Duration;
 
 use sqlx::postgres::PgListener;
 use tokio::sync::watch;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Topic {
-    /// Events added to the outbox.
-    Outbox,
-    /// Jobs scheduled.
-    Jobs,
-}
+/// The PostgreSQL channels the triggers notify.
+const OUTBOX_CHANNEL: &str = "sportello_outbox";
+const JOBS_CHANNEL: &str = "sportello_jobs";
 
 static OUTBOX: LazyLock<watch::Sender<u64>> = LazyLock::new(|| watch::channel(0).0);
-static JOBS: LazyLock<watch::Sender<u64>> = LazyLock::new(|| watch::channel(0).0);
+/// Per kind of job, the runners that run it.
+static JOBS: LazyLock<Mutex<HashMap<String, Vec<watch::Sender<u64>>>>> =
+    LazyLock::new(Default::default);
 
-impl Topic {
-    fn sender(self) -> &'static watch::Sender<u64> {
-        match self {
-            Topic::Outbox => &OUTBOX,
-            Topic::Jobs => &JOBS,
+/// A receiver whose `changed()` resolves at the next ring after it last looked.
+pub fn outbox() -> watch::Receiver<u64> {
+    OUTBOX.subscribe()
+}
+
+/// Events were committed to the outbox.
+pub fn ring_outbox() {
+    OUTBOX.send_modify(|n| *n = n.wrapping_add(1));
+}
+
+/// A receiver rung when jobs of one of `kinds` are scheduled.
+pub fn jobs(kinds: &[&str]) -> watch::Receiver<u64> {
+    let (sender, receiver) = watch::channel(0);
+    if let Ok(mut runners) = JOBS.lock() {
+        for kind in kinds {
+            let list = runners.entry((*kind).to_string()).or_default();
+            list.retain(|s| s.receiver_count() > 0);
+            list.push(sender.clone());
         }
     }
+    receiver
+}
 
-    /// The PostgreSQL channel the trigger notifies.
-    pub fn channel(self) -> &'static str {
-        match self {
-            Topic::Outbox => "sportello_outbox",
-            Topic::Jobs => "sportello_jobs",
+/// Jobs of `kind` were committed (`None`: of any kind).
+pub fn ring_jobs(kind: Option<&str>) {
+    if let Ok(runners) = JOBS.lock() {
+        for (k, list) in runners.iter() {
+            if kind.is_none_or(|kind| kind == k) {
+                for s in list {
+                    s.send_modify(|n| *n = n.wrapping_add(1));
+                }
+            }
         }
-    }
-
-    /// A receiver whose `changed()` resolves at the next ring after it last looked.
-    pub fn subscribe(self) -> watch::Receiver<u64> {
-        self.sender().subscribe()
-    }
-
-    pub fn ring(self) {
-        self.sender().send_modify(|n| *n = n.wrapping_add(1));
     }
 }
 
 /// On PostgreSQL: listens to the triggers' channels on a connection of its own and rings the
 /// topics, reconnecting after a failure, until `stop` turns true.
 pub async fn listen(url: String, mut stop: watch::Receiver<bool>) {
-    let topics = [Topic::Outbox, Topic::Jobs];
     loop {
         match PgListener::connect(&url).await {
-            Ok(mut listener) => {
-                match listener
-                    .listen_all(topics.iter().map(|t| t.channel()))
-                    .await
-                {
-                    Ok(()) => loop {
-                        tokio::select! {
-                            heard = listener.recv() => match heard {
-                                Ok(n) => {
-                                    if let Some(t) = topics.iter().find(|t| t.channel() == n.channel()) {
-                                        t.ring();
-                                    }
-                                }
-                                Err(e) => {
-                                    tracing::warn!(error = %e, "wake-ups: the listening connection failed");
-                                    break;
-                                }
-                            },
-                            _ = stop.changed() => return,
-                        }
-                    },
-                    Err(e) => tracing::warn!(error = %e, "wake-ups: LISTEN failed"),
-                }
-            }
+            Ok(mut listener) => match listener.listen_all([OUTBOX_CHANNEL, JOBS_CHANNEL]).await {
+                Ok(()) => loop {
+                    tokio::select! {
+                        heard = listener.recv() => match heard {
+                            Ok(n) if n.channel() == OUTBOX_CHANNEL => ring_outbox(),
+                            Ok(n) => ring_jobs(Some(n.payload()).filter(|k| !k.is_empty())),
+                            Err(e) => {
+                                tracing::warn!(error = %e, "wake-ups: the listening connection failed");
+                                break;
+                            }
+                        },
+                        _ = stop.changed() => return,
+                    }
+                },
+                Err(e) => tracing::warn!(error = %e, "wake-ups: LISTEN failed"),
+            },
             Err(e) => tracing::warn!(error = %e, "wake-ups: no listening connection"),
         }
         // Meanwhile the pollers poll; a missed hint only costs a poll interval.
-        for t in topics {
-            t.ring();
-        }
+        ring_outbox();
+        ring_jobs(None);
         tokio::select! {
             _ = tokio::time::sleep(Duration::from_secs(1)) => {}
             _ = stop.changed() => return,

@@ -419,7 +419,7 @@ impl Worker {
                             Duration::from_secs(self.config.peak_max_wait_seconds),
                         )
                     }),
-                    wake: crate::db::wake::Topic::Jobs.subscribe(),
+                    wake: crate::db::wake::jobs(&kinds),
                     metrics: self.metrics.clone(),
                     stopped: stopped.clone(),
                 };
@@ -490,7 +490,7 @@ struct Runner {
     poll: Duration,
     /// For a lane that yields to a peak: the meter, the rate that is a peak, the longest wait.
     peak: Option<(Peak, u64, Duration)>,
-    /// Rung when jobs are scheduled (`db::wake`): an idle runner looks at once.
+    /// Rung when jobs of its kinds are scheduled (`db::wake`): an idle runner looks at once.
     wake: watch::Receiver<u64>,
     metrics: Arc<Metrics>,
     stopped: watch::Receiver<bool>,
