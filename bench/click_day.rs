@@ -3,7 +3,7 @@
 //!
 //!     cargo bench --bench click_day                          # SQLite, 1000/s for 10 s
 //!     BENCH_DB=postgres cargo bench --bench click_day        # PostgreSQL on 127.0.0.1:5432
-//!     cargo bench --bench click_day -- --rate 1500 --seconds 10 [--busy-core]
+//!     cargo bench --bench click_day -- --rate 1500 --seconds 10 [--busy-core] [--cold-only]
 //!
 //! `sportello serve` (this build) runs as a child process with its default configuration (job
 //! workers on) on a fresh database, its e-mail going to a local SMTP server in this process. The
@@ -143,6 +143,10 @@ async fn main() {
         report(&format!("cold, paced at {rate}/s for {seconds} s"), &cold)
     );
     let answered: Vec<&Outcome> = cold.iter().filter(|o| o.ok).collect();
+    if std::env::args().any(|a| a == "--cold-only") {
+        served.stop();
+        return;
+    }
 
     // 2. Receipts: each answered submission's e-mail reaches the SMTP server.
     let expected = answered.len();

@@ -163,7 +163,9 @@ pub async fn serve(dir: &std::path::Path, url: &str, env: &[(&str, String)]) -> 
         .find(|p| !p.exists())
         .unwrap();
     let spawned = std::time::Instant::now();
-    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_sportello"));
+    let program = std::env::var("BENCH_SPORTELLO")
+        .unwrap_or_else(|_| env!("CARGO_BIN_EXE_sportello").to_string());
+    let mut command = std::process::Command::new(program);
     command
         .current_dir(dir)
         .env("SPORTELLO_DATA_DIR", dir.join("data"))

@@ -1,6 +1,7 @@
 //! `sportello`: the command line. Everything lives in the `portal` library; this only parses
 //! arguments, loads the configuration and starts or stops things.
 
+use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -209,7 +210,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 _ = interrupt.recv() => {}
                 _ = terminate.recv() => {}
             }
-            println!("Sportello si sta fermando…");
+            // Not println!: a supervisor that closed our stdout must not stop the clean stop.
+            let _ = writeln!(std::io::stdout(), "Sportello si sta fermando…");
             server.stop().await;
             Ok(())
         }
