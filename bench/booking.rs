@@ -128,6 +128,8 @@ async fn main() {
     for i in 0..citizens {
         sessions.push(common::citizen(&db, now, i).await);
     }
+    // Statistics, as a database in service has them.
+    sqlx::query("ANALYZE").execute(&db.pool).await.unwrap();
     server.stop().await;
     let db = portal::db::Db::connect(&url, 4).await.unwrap();
     let served = common::serve(dir.path(), &url, &[]).await;

@@ -41,7 +41,14 @@ pub async fn fresh_database(dir: &std::path::Path) -> (String, String) {
                 .execute(&mut conn)
                 .await
                 .unwrap();
-            admin.rsplit_once('/').unwrap().0.to_string() + "/sportello_bench"
+            // The same server and options (e.g. `?sslmode=disable`), the benchmark's database.
+            let (address, options) = admin.split_once('?').unwrap_or((&admin, ""));
+            let base = address.rsplit_once('/').unwrap().0;
+            if options.is_empty() {
+                format!("{base}/sportello_bench")
+            } else {
+                format!("{base}/sportello_bench?{options}")
+            }
         }
         other => panic!("BENCH_DB={other}: use sqlite or postgres"),
     };
