@@ -228,13 +228,7 @@ async fn main() {
             lost += 1;
         }
     }
-    let rows: Vec<(String, i64, i64, i64)> = sqlx::query_as(
-        "SELECT ente_code, COUNT(*), COUNT(DISTINCT numero_seq), MAX(numero_seq) FROM applications \
-         WHERE numero IS NOT NULL GROUP BY ente_code ORDER BY ente_code",
-    )
-    .fetch_all(&db.pool)
-    .await
-    .unwrap();
+    let rows = common::numbers_per_ente(&db).await;
     let stored: i64 = rows.iter().map(|r| r.1).sum();
     let gapless = rows.iter().all(|r| r.1 == r.2 && r.2 == r.3);
     let events: i64 =

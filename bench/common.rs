@@ -390,6 +390,18 @@ pub fn is_receipt(r: &reqwest::Response) -> bool {
             .is_some_and(|l| l.ends_with("?inviata=1"))
 }
 
+/// Per ente, of the pratiche numbered: (ente, how many, distinct numbers, the highest). Gapless
+/// and unique when the three counts are equal.
+pub async fn numbers_per_ente(db: &Db) -> Vec<(String, i64, i64, i64)> {
+    sqlx::query_as(
+        "SELECT ente_code, COUNT(*), COUNT(DISTINCT numero_seq), MAX(numero_seq) FROM applications \
+         WHERE numero IS NOT NULL GROUP BY ente_code ORDER BY ente_code",
+    )
+    .fetch_all(&db.pool)
+    .await
+    .unwrap()
+}
+
 /// p99 of a run's latencies, in ms.
 pub fn p99_ms(outcomes: &[Outcome]) -> f64 {
     let mut latencies: Vec<Duration> = outcomes.iter().map(|o| o.latency).collect();

@@ -233,13 +233,7 @@ async fn two_processes_behind_a_proxy_share_a_click_day_and_one_killed_loses_not
             .collect::<Vec<_>>()
     );
 
-    let rows: Vec<(String, i64, i64, i64)> = sqlx::query_as(
-        "SELECT ente_code, COUNT(*), COUNT(DISTINCT numero_seq), MAX(numero_seq) FROM applications \
-         WHERE numero IS NOT NULL GROUP BY ente_code ORDER BY ente_code",
-    )
-    .fetch_all(&db.pool)
-    .await
-    .unwrap();
+    let rows = bench_common::numbers_per_ente(&db).await;
     assert_eq!(
         rows.iter().map(|r| r.1).sum::<i64>(),
         N as i64,
